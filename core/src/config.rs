@@ -1,0 +1,377 @@
+//! Node configuration: TOML, then `LPPSP_SECTION__KEY` environment overrides.
+//!
+//! Every key is documented in docs/config.md with its default. Unknown keys
+//! are errors, and every error names the key and the file, because a typo in
+//! a config file should never silently fall back to a default.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::money::{Bounty, Price};
+use crate::wire::Limits;
+
+/// Environment variables that override config keys start with this, and
+/// use `__` between section and key: `LPPSP_NETWORK__LISTEN=0.0.0.0:47101`.
+pub const ENV_PREFIX: &str = "LPPSP_";
+
+/// A config that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {message}")]
+    Read { file: PathBuf, message: String },
+    #[error("{file}: key `{key}`: {message}")]
+    Key {
+        file: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+/// What a node does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Offers its processing power.
+    Compute,
+    /// Submits jobs only.
+    Client,
+    /// Both (the usual case on a shared LAN).
+    #[default]
+    Both,
+}
+
+impl Role {
+    pub fn computes(self) -> bool {
+        matches!(self, Role::Compute | Role::Both)
+    }
+    pub fn submits(self) -> bool {
+        matches!(self, Role::Client | Role::Both)
+    }
+}
+
+/// How beacons reach other nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Discovery {
+    /// UDP broadcast to `network.broadcast_to` (the LAN's broadcast address).
+    #[default]
+    Broadcast,
+    /// UDP multicast to `network.multicast_group`.
+    Multicast,
+    /// UDP unicast to each of `network.static_peers`.
+    Static,
+}
+
+/// The whole node config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    pub node: NodeSection,
+    pub identity: IdentitySection,
+    pub network: NetworkSection,
+    pub share: ShareSection,
+    pub market: MarketSection,
+    pub control: ControlSection,
+    pub limits: Limits,
+    pub transport: ComponentSection,
+    pub scheduler: ComponentSection,
+    pub balancer: ComponentSection,
+    pub executor: ComponentSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSection {
+    /// A label for people; logs and status show it beside the NodeId.
+    pub name: String,
+    pub role: Role,
+    /// Where the node keeps its durable state (jobs, ledger).
+    pub data_dir: PathBuf,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        Self {
+            name: "lppsp-node".into(),
+            role: Role::Both,
+            data_dir: PathBuf::from("data"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentitySection {
+    /// The community CA certificate (PEM).
+    pub ca_cert: PathBuf,
+    /// This node's certificate (PEM), issued by the community CA.
+    pub cert: PathBuf,
+    /// This node's private key (PEM).
+    pub key: PathBuf,
+}
+
+impl Default for IdentitySection {
+    fn default() -> Self {
+        Self {
+            ca_cert: "ca.pem".into(),
+            cert: "node.pem".into(),
+            key: "node.key".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSection {
+    /// TLS endpoint for tasks and market rounds.
+    pub listen: SocketAddr,
+    /// The address other nodes should connect to (the Hand beacon's `IP`);
+    /// by default the address beacons are sent from, with `listen`'s port.
+    pub advertise: Option<SocketAddr>,
+    /// UDP address beacons are received on.
+    pub beacon_listen: SocketAddr,
+    pub discovery: Discovery,
+    /// Broadcast destination for `discovery = "broadcast"`.
+    pub broadcast_to: SocketAddr,
+    /// Group for `discovery = "multicast"`.
+    pub multicast_group: SocketAddr,
+    /// Local interface address to join the multicast group on.
+    pub multicast_interface: Option<IpAddr>,
+    /// Beacon destinations for `discovery = "static"`.
+    pub static_peers: Vec<SocketAddr>,
+    /// Beacon period (RFC 1.4: 1 s).
+    pub tick_ms: u64,
+    /// A peer is dropped after this many ticks without a beacon.
+    pub expire_ticks: u32,
+    /// Beacons dated further than this from our clock are dropped.
+    pub max_clock_skew_s: u64,
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], crate::wire::DEFAULT_TLS_PORT)),
+            advertise: None,
+            beacon_listen: SocketAddr::from(([0, 0, 0, 0], crate::wire::DEFAULT_BEACON_PORT)),
+            discovery: Discovery::Broadcast,
+            broadcast_to: SocketAddr::from((
+                [255, 255, 255, 255],
+                crate::wire::DEFAULT_BEACON_PORT,
+            )),
+            multicast_group: SocketAddr::from((
+                [239, 255, 71, 100],
+                crate::wire::DEFAULT_BEACON_PORT,
+            )),
+            multicast_interface: None,
+            static_peers: Vec::new(),
+            tick_ms: 1000,
+            expire_ticks: 3,
+            max_clock_skew_s: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShareSection {
+    /// Tasks this node runs at once.
+    pub slots: u32,
+    /// Cap on the processing power offered (and charged), MFLOPS; the
+    /// self-benchmark's figure is used when lower or when unset.
+    pub max_mflops: Option<u64>,
+    /// Longest a task may run here, seconds.
+    pub task_timeout_s: u64,
+    /// Largest task input accepted, bytes.
+    pub max_input_bytes: u64,
+}
+
+impl Default for ShareSection {
+    fn default() -> Self {
+        Self {
+            slots: 1,
+            max_mflops: None,
+            task_timeout_s: 600,
+            max_input_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MarketSection {
+    /// The price a new network starts at, before any round commits.
+    pub initial_price: Price,
+    /// Bounty every member starts with (the community grant).
+    pub grant: Bounty,
+}
+
+impl Default for MarketSection {
+    fn default() -> Self {
+        Self {
+            initial_price: Price::from_micros(crate::money::UNIT),
+            grant: Bounty::from_micros(1_000_000_000_000),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlSection {
+    /// Local endpoint `lppsp status` and `lppsp submit` talk to. Keep it on
+    /// loopback: it is not authenticated beyond the machine.
+    pub listen: SocketAddr,
+}
+
+impl Default for ControlSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 47102)),
+        }
+    }
+}
+
+/// Which implementation of a component to use, and its options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentSection {
+    /// A registered name (`lppsp config check` lists them).
+    pub kind: String,
+    /// Implementation-specific options.
+    #[serde(default)]
+    pub options: BTreeMap<String, toml::Value>,
+}
+
+impl Default for ComponentSection {
+    fn default() -> Self {
+        Self {
+            kind: String::new(),
+            options: BTreeMap::new(),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Fills component kinds left empty with the built-in defaults.
+    fn apply_component_defaults(&mut self) {
+        for (section, default) in [
+            (&mut self.transport, "tls-tcp"),
+            (&mut self.scheduler, "price-aware"),
+            (&mut self.balancer, "fsm"),
+            (&mut self.executor, "builtin"),
+        ] {
+            if section.kind.is_empty() {
+                section.kind = default.to_string();
+            }
+        }
+    }
+
+    /// Makes relative paths relative to the config file's folder, so a node
+    /// behaves the same whatever directory it is started from.
+    fn resolve_paths(&mut self, base: &Path) {
+        for p in [
+            &mut self.identity.ca_cert,
+            &mut self.identity.cert,
+            &mut self.identity.key,
+            &mut self.node.data_dir,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let key_err = |key: &str, message: &str| ConfigError::Key {
+            file: file.to_path_buf(),
+            key: key.to_string(),
+            message: message.to_string(),
+        };
+        if self.network.tick_ms == 0 {
+            return Err(key_err("network.tick_ms", "must be at least 1"));
+        }
+        if self.network.expire_ticks == 0 {
+            return Err(key_err("network.expire_ticks", "must be at least 1"));
+        }
+        if self.share.slots == 0 && self.node.role.computes() {
+            return Err(key_err(
+                "share.slots",
+                "a compute node needs at least 1 slot",
+            ));
+        }
+        if self.network.discovery == Discovery::Static && self.network.static_peers.is_empty() {
+            return Err(key_err(
+                "network.static_peers",
+                "discovery = \"static\" needs at least one peer",
+            ));
+        }
+        if !self.network.multicast_group.ip().is_multicast() {
+            return Err(key_err(
+                "network.multicast_group",
+                "is not a multicast address",
+            ));
+        }
+        if self.limits.max_line < 256 {
+            return Err(key_err("limits.max_line", "must be at least 256"));
+        }
+        if self.limits.max_chunk == 0 || self.limits.max_body < self.limits.max_chunk {
+            return Err(key_err(
+                "limits.max_body",
+                "must be at least limits.max_chunk, which must be above 0",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Loads `file` (TOML) and then `LPPSP_SECTION__KEY` overrides from the
+    /// process environment.
+    pub fn load(file: &Path) -> Result<NodeConfig, ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// As [`NodeConfig::load`], with the environment given (for tests).
+    pub fn load_with_env(
+        file: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<NodeConfig, ConfigError> {
+        let read_err = |message: String| ConfigError::Read {
+            file: file.to_path_buf(),
+            message,
+        };
+        // Read it ourselves first: the config crate's message for a missing
+        // file does not say which.
+        let text = std::fs::read_to_string(file).map_err(|e| read_err(e.to_string()))?;
+        // Only LPPSP_X__Y names are overrides; LPPSP_LOG and the like are not config.
+        let overrides: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
+            .collect();
+        let built = config::Config::builder()
+            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("LPPSP")
+                    .separator("__")
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("network.static_peers")
+                    .source(Some(overrides)),
+            )
+            .build()
+            .map_err(|e| read_err(e.to_string()))?;
+        let mut cfg: NodeConfig = serde_path_to_error::deserialize(built).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Key {
+                file: file.to_path_buf(),
+                key,
+                message: e.into_inner().to_string(),
+            }
+        })?;
+        cfg.apply_component_defaults();
+        cfg.validate(file)?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        cfg.resolve_paths(base);
+        Ok(cfg)
+    }
+}

@@ -1,0 +1,1 @@
+//! Round-robin scheduler: spreads tasks evenly over suitable idle nodes

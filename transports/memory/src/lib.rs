@@ -1,0 +1,1 @@
+//! In-process LPPSP transport for tests and the simulator
