@@ -23,6 +23,10 @@ pub struct PeerView {
     pub free_slots: u32,
     /// Tasks queued or running there, as it reported in its Idle beacon.
     pub queue: u32,
+    /// Mean run time of this job's tasks on this node so far, microseconds.
+    /// The charge is price x power x time, so this is what makes a node
+    /// cheap or dear for this job; `None` until a task finished there.
+    pub avg_task_micros: Option<u64>,
 }
 
 /// A task waiting to be placed.
