@@ -234,7 +234,7 @@ impl Default for ControlSection {
 }
 
 /// Which implementation of a component to use, and its options.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ComponentSection {
     /// A registered name (`lppsp config check` lists them).
@@ -242,15 +242,6 @@ pub struct ComponentSection {
     /// Implementation-specific options.
     #[serde(default)]
     pub options: BTreeMap<String, toml::Value>,
-}
-
-impl Default for ComponentSection {
-    fn default() -> Self {
-        Self {
-            kind: String::new(),
-            options: BTreeMap::new(),
-        }
-    }
 }
 
 impl NodeConfig {
@@ -328,7 +319,11 @@ impl NodeConfig {
     /// Loads `file` (TOML) and then `LPPSP_SECTION__KEY` overrides from the
     /// process environment.
     pub fn load(file: &Path) -> Result<NodeConfig, ConfigError> {
-        Self::load_with_env(file, std::env::vars())
+        // vars() would panic on a variable that is not Unicode; such a
+        // variable cannot be an override anyway.
+        let env = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        Self::load_with_env(file, env)
     }
 
     /// As [`NodeConfig::load`], with the environment given (for tests).
@@ -344,19 +339,44 @@ impl NodeConfig {
         // file does not say which.
         let text = std::fs::read_to_string(file).map_err(|e| read_err(e.to_string()))?;
         // Only LPPSP_X__Y names are overrides; LPPSP_LOG and the like are not config.
-        let overrides: config::Map<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
-            .collect();
+        // Values of typed keys stay strings and are converted by the key's
+        // type, so that "0.5" reaches a price as text (not as a float it
+        // would reject) and "007" stays "007". Component options have no
+        // type here, so their values are read as bool, integer, float or
+        // string, as TOML would. The one list key is split at commas.
+        let mut plain = config::Map::new();
+        let mut options = config::Map::new();
+        let mut lists = config::Map::new();
+        for (k, v) in env {
+            if !(k.starts_with(ENV_PREFIX) && k.contains("__")) {
+                continue;
+            }
+            let upper = k.to_ascii_uppercase();
+            if upper == "LPPSP_NETWORK__STATIC_PEERS" {
+                lists.insert(k, v);
+            } else if upper.contains("__OPTIONS__") {
+                options.insert(k, v);
+            } else {
+                plain.insert(k, v);
+            }
+        }
+        let env_source = |vars: config::Map<String, String>| {
+            config::Environment::with_prefix("LPPSP")
+                // Without this the prefix separator defaults to "__" as
+                // well, and LPPSP_NETWORK__LISTEN would never match.
+                .prefix_separator("_")
+                .separator("__")
+                .source(Some(vars))
+        };
         let built = config::Config::builder()
             .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+            .add_source(env_source(plain))
+            .add_source(env_source(options).try_parsing(true))
             .add_source(
-                config::Environment::with_prefix("LPPSP")
-                    .separator("__")
+                env_source(lists)
                     .try_parsing(true)
                     .list_separator(",")
-                    .with_list_parse_key("network.static_peers")
-                    .source(Some(overrides)),
+                    .with_list_parse_key("network.static_peers"),
             )
             .build()
             .map_err(|e| read_err(e.to_string()))?;

@@ -9,8 +9,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod beacon;
+pub mod book;
 pub mod component;
 pub mod config;
+pub mod job;
 pub mod money;
 pub mod node_id;
 pub mod registry;

@@ -40,11 +40,9 @@ pub struct TransportParams {
 }
 
 type Factory<T> = Box<dyn Fn(&Options) -> Result<T, String> + Send + Sync>;
-type TransportFactory = Box<
-    dyn Fn(TransportParams) -> BoxFuture<'static, Result<Arc<dyn Transport>, TransportError>>
-        + Send
-        + Sync,
->;
+/// A transport being started.
+pub type TransportStart = BoxFuture<'static, Result<Arc<dyn Transport>, TransportError>>;
+type TransportFactory = Box<dyn Fn(TransportParams) -> TransportStart + Send + Sync>;
 
 /// Named factories for each kind of component.
 #[derive(Default)]
@@ -132,7 +130,7 @@ impl Registry {
         &self,
         section: &ComponentSection,
         params: TransportParams,
-    ) -> Result<BoxFuture<'static, Result<Arc<dyn Transport>, TransportError>>, RegistryError> {
+    ) -> Result<TransportStart, RegistryError> {
         let f = self
             .transports
             .get(&section.kind)
@@ -142,36 +140,17 @@ impl Registry {
 
     /// Checks that every component a config names is registered.
     pub fn check(&self, cfg: &crate::config::NodeConfig) -> Result<(), RegistryError> {
-        let checks: [(&'static str, &str, bool, &dyn Fn() -> RegistryError); 4] = [
-            (
-                "transport",
-                &cfg.transport.kind,
-                self.transports.contains_key(&cfg.transport.kind),
-                &|| unknown("transport", &cfg.transport.kind, &self.transports),
-            ),
-            (
-                "scheduler",
-                &cfg.scheduler.kind,
-                self.schedulers.contains_key(&cfg.scheduler.kind),
-                &|| unknown("scheduler", &cfg.scheduler.kind, &self.schedulers),
-            ),
-            (
-                "balancer",
-                &cfg.balancer.kind,
-                self.balancers.contains_key(&cfg.balancer.kind),
-                &|| unknown("balancer", &cfg.balancer.kind, &self.balancers),
-            ),
-            (
-                "executor",
-                &cfg.executor.kind,
-                self.executors.contains_key(&cfg.executor.kind),
-                &|| unknown("executor", &cfg.executor.kind, &self.executors),
-            ),
-        ];
-        for (_, _, known, err) in checks {
-            if !known {
-                return Err(err());
-            }
+        if !self.transports.contains_key(&cfg.transport.kind) {
+            return Err(unknown("transport", &cfg.transport.kind, &self.transports));
+        }
+        if !self.schedulers.contains_key(&cfg.scheduler.kind) {
+            return Err(unknown("scheduler", &cfg.scheduler.kind, &self.schedulers));
+        }
+        if !self.balancers.contains_key(&cfg.balancer.kind) {
+            return Err(unknown("balancer", &cfg.balancer.kind, &self.balancers));
+        }
+        if !self.executors.contains_key(&cfg.executor.kind) {
+            return Err(unknown("executor", &cfg.executor.kind, &self.executors));
         }
         Ok(())
     }

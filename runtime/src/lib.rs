@@ -1,1 +1,22 @@
-//! The tokio runtime of an LPPSP node: sockets, timers and threads driving the core state machines
+//! lppsp-runtime: the tokio runtime of an LPPSP node.
+//!
+//! It owns everything that touches the outside world (UDP beacon sockets,
+//! the TLS transport, the local control endpoint, clocks, worker threads)
+//! and drives the sans-IO state machines of `lppsp-core` with it. The
+//! simulator drives the same state machines with virtual time instead.
+
+pub mod beacon_socket;
+pub mod client;
+pub mod compute;
+pub mod control;
+pub mod node;
+pub mod power;
+
+/// A node that could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("identity: {0}")]
+    Identity(String),
+    #[error("startup: {0}")]
+    Startup(String),
+}

@@ -234,11 +234,9 @@ impl StreamDecoder {
             return Ok(None);
         };
         let line_start = self.offset;
-        if pos == 0 || buf[pos - 1] != b'\r' {
-            return Err(self.err(line_start + pos as u64, DecodeErrorKind::BareLf));
-        }
-        let len = pos - 1;
-        if len > self.limits.max_line {
+        // The length check comes first, as in the no-LF case above, so that
+        // the error does not depend on how the input was split.
+        if pos > self.limits.max_line.saturating_add(1) {
             return Err(self.err(
                 line_start,
                 DecodeErrorKind::LineTooLong {
@@ -246,6 +244,10 @@ impl StreamDecoder {
                 },
             ));
         }
+        if pos == 0 || buf[pos - 1] != b'\r' {
+            return Err(self.err(line_start + pos as u64, DecodeErrorKind::BareLf));
+        }
+        let len = pos - 1;
         if let Some(cr) = buf[..len].iter().position(|&b| b == b'\r') {
             return Err(self.err(line_start + cr as u64, DecodeErrorKind::BareCr));
         }
@@ -395,10 +397,11 @@ impl StreamDecoder {
                         parse_header_line(&line).map_err(|(i, k)| self.err(at + i as u64, k))?;
                     self.state = State::Trailer;
                     if is_framing_header(&header.name) {
-                        self.soft(at, DecodeErrorKind::ForbiddenTrailer(header.name));
-                    } else {
-                        self.body.trailers.0.push(header);
+                        self.soft(at, DecodeErrorKind::ForbiddenTrailer(header.name.clone()));
                     }
+                    // Kept even when forbidden (the frame is dropped then
+                    // anyway) so that every trailer line counts toward the limit.
+                    self.body.trailers.0.push(header);
                 }
             }
         }

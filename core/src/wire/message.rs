@@ -5,7 +5,7 @@
 //! docs/PROTOCOL.md for the grammar and the reasons).
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
 use crate::money::{Bounty, Price};
@@ -57,9 +57,11 @@ impl FromStr for Endpoint {
         if let Ok(v4) = s.parse::<Ipv4Addr>() {
             return Ok(Self(SocketAddr::new(IpAddr::V4(v4), DEFAULT_TLS_PORT)));
         }
-        if let Some(inner) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-            if let Ok(v6) = inner.parse::<Ipv6Addr>() {
-                return Ok(Self(SocketAddr::new(IpAddr::V6(v6), DEFAULT_TLS_PORT)));
+        if s.starts_with('[') && s.ends_with(']') {
+            // Through SocketAddr, which (unlike Ipv6Addr) reads a zone
+            // (`[fe80::1%2]`), as it does when the port is given.
+            if let Ok(sa) = format!("{s}:{DEFAULT_TLS_PORT}").parse::<SocketAddr>() {
+                return Ok(Self(sa));
             }
         }
         Err(format!("{s:?} is not ip[:port] (IPv6 in brackets)"))

@@ -1,0 +1,532 @@
+//! A client's job: a sans-IO state machine that tracks every task from
+//! pending to placed to done, applies the scheduler's plans, enforces the
+//! budget (DESIGN 4.7), retries lost or failed tasks a bounded number of
+//! times, and counts each task's result exactly once.
+//!
+//! Inputs are `apply_plan`, `on_accept`, `on_refuse`, `on_result`,
+//! `on_node_lost` and `handle_timeout(now)`; outputs are drained with
+//! `poll_command` (place or cancel a task on a node). Time is passed in.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+
+use crate::component::scheduler::{Constraints, PendingTask, Plan, Unplaced};
+use crate::money::{self, Bounty, Price};
+use crate::node_id::NodeId;
+use crate::wire::{JobId, KernelName, RefuseReason};
+
+/// What a job is.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub id: JobId,
+    pub kernel: KernelName,
+    /// One input per task, in task order.
+    pub inputs: Vec<Bytes>,
+    /// The most this job may spend.
+    pub budget: Bounty,
+    pub constraints: Constraints,
+    /// Placements a task may fail (error, lost node, timeout) before the job fails.
+    pub max_attempts: u32,
+    /// A placed task with no result after this long is placed again.
+    pub task_timeout_ms: u64,
+    /// Expected run time of one task before any has finished, microseconds.
+    pub est_task_micros: u64,
+}
+
+/// Something the runtime must do for the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobCommand {
+    /// Send task `task` with `input` to `node`.
+    Place {
+        node: NodeId,
+        task: u64,
+        input: Bytes,
+    },
+    /// Tell `node` to stop `task`.
+    Cancel { node: NodeId, task: u64 },
+}
+
+/// Why a job failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobFailure {
+    #[error("insufficient bounty: the next task needs {needed} at the current price, {left} left of the budget")]
+    InsufficientBounty { needed: Bounty, left: Bounty },
+    #[error("task {task} failed {attempts} times; last cause: {cause}")]
+    TaskFailed {
+        task: u64,
+        attempts: u32,
+        cause: String,
+    },
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Every task's result, in task order.
+    Done(Vec<Bytes>),
+    Failed(JobFailure),
+}
+
+/// A task's result as a compute node reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskReport {
+    pub node: NodeId,
+    pub task: u64,
+    /// `true`: `body` is the output; `false`: `body` is the error text.
+    pub ok: bool,
+    pub body: Bytes,
+    /// Run time the node reports, microseconds.
+    pub micros: u64,
+    /// MFLOPS the node charges at.
+    pub power: u64,
+}
+
+/// Per-node accounting for one job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NodeTally {
+    pub tasks_done: u64,
+    pub tasks_failed: u64,
+    pub micros: u64,
+    pub charged: Bounty,
+    pub in_flight: u32,
+    pub refused: u64,
+}
+
+/// A snapshot for progress display.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Progress {
+    pub total: u64,
+    pub done: u64,
+    pub in_flight: u64,
+    pub pending: u64,
+    pub spent: Bounty,
+    pub budget: Bounty,
+    pub retries: u64,
+    pub duplicates: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TaskState {
+    Pending,
+    InFlight {
+        node: NodeId,
+        since_ms: u64,
+        est_cost: Bounty,
+    },
+    Done,
+}
+
+#[derive(Debug, Clone)]
+struct Task {
+    state: TaskState,
+    attempts: u32,
+    avoid: Vec<NodeId>,
+    result: Option<Bytes>,
+}
+
+/// The job state machine; see the module doc.
+#[derive(Debug)]
+pub struct JobTracker {
+    spec: JobSpec,
+    tasks: Vec<Task>,
+    pending: BTreeSet<u64>,
+    done: u64,
+    spent: Bounty,
+    committed: Bounty,
+    retries: u64,
+    duplicates: u64,
+    tallies: BTreeMap<NodeId, NodeTally>,
+    /// Refusals per reason in the latest round, for "why is it waiting".
+    refusals: BTreeMap<RefuseReason, u64>,
+    unplaced: BTreeMap<Unplaced, u64>,
+    outcome: Option<JobOutcome>,
+    commands: VecDeque<JobCommand>,
+}
+
+impl JobTracker {
+    pub fn new(spec: JobSpec) -> Self {
+        let n = spec.inputs.len();
+        let tasks = vec![
+            Task {
+                state: TaskState::Pending,
+                attempts: 0,
+                avoid: Vec::new(),
+                result: None
+            };
+            n
+        ];
+        let pending = (0..n as u64).collect();
+        let mut t = Self {
+            spec,
+            tasks,
+            pending,
+            done: 0,
+            spent: Bounty::ZERO,
+            committed: Bounty::ZERO,
+            retries: 0,
+            duplicates: 0,
+            tallies: BTreeMap::new(),
+            refusals: BTreeMap::new(),
+            unplaced: BTreeMap::new(),
+            outcome: None,
+            commands: VecDeque::new(),
+        };
+        if n == 0 {
+            t.outcome = Some(JobOutcome::Done(Vec::new()));
+        }
+        t
+    }
+
+    pub fn spec(&self) -> &JobSpec {
+        &self.spec
+    }
+    pub fn id(&self) -> JobId {
+        self.spec.id
+    }
+    pub fn outcome(&self) -> Option<&JobOutcome> {
+        self.outcome.as_ref()
+    }
+    pub fn is_finished(&self) -> bool {
+        self.outcome.is_some()
+    }
+    pub fn tallies(&self) -> &BTreeMap<NodeId, NodeTally> {
+        &self.tallies
+    }
+    /// Why tasks were left pending in the latest rounds.
+    pub fn waiting_reasons(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .unplaced
+            .iter()
+            .map(|(r, n)| format!("{n} tasks: {r}"))
+            .collect();
+        if !self.refusals.is_empty() {
+            let r: Vec<String> = self
+                .refusals
+                .iter()
+                .map(|(k, n)| format!("{} x{n}", k.as_str()))
+                .collect();
+            v.push(format!("refused by nodes: {}", r.join(", ")));
+        }
+        v
+    }
+
+    pub fn progress(&self) -> Progress {
+        let in_flight = self
+            .tasks
+            .iter()
+            .filter(|t| matches!(t.state, TaskState::InFlight { .. }))
+            .count() as u64;
+        Progress {
+            total: self.tasks.len() as u64,
+            done: self.done,
+            in_flight,
+            pending: self.pending.len() as u64,
+            spent: self.spent,
+            budget: self.spec.budget,
+            retries: self.retries,
+            duplicates: self.duplicates,
+        }
+    }
+
+    /// Budget not yet spent nor committed to tasks in flight.
+    pub fn budget_left(&self) -> Bounty {
+        self.spec
+            .budget
+            .saturating_sub(self.spent)
+            .saturating_sub(self.committed)
+    }
+
+    /// Mean task time so far (or the spec's estimate).
+    pub fn est_task_micros(&self) -> u64 {
+        let (n, micros) = self
+            .tallies
+            .values()
+            .fold((0u64, 0u64), |(n, m), t| (n + t.tasks_done, m + t.micros));
+        micros.checked_div(n).unwrap_or(self.spec.est_task_micros)
+    }
+
+    /// Mean task time on `node`, when a task finished there.
+    pub fn avg_micros_on(&self, node: &NodeId) -> Option<u64> {
+        self.tallies
+            .get(node)
+            .filter(|t| t.tasks_done > 0)
+            .map(|t| t.micros / t.tasks_done)
+    }
+
+    pub fn in_flight_on(&self, node: &NodeId) -> u32 {
+        self.tallies.get(node).map(|t| t.in_flight).unwrap_or(0)
+    }
+
+    /// Up to `max` pending tasks, lowest index first, for the scheduler.
+    pub fn pending_tasks(&self, max: usize) -> Vec<PendingTask> {
+        self.pending
+            .iter()
+            .take(max)
+            .filter_map(|&i| {
+                let t = self.tasks.get(i as usize)?;
+                Some(PendingTask {
+                    task: i,
+                    attempts: t.attempts,
+                    avoid: t.avoid.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// The next command for the runtime.
+    #[must_use]
+    pub fn poll_command(&mut self) -> Option<JobCommand> {
+        self.commands.pop_front()
+    }
+
+    /// Applies a scheduler's plan made at `now_ms`.
+    pub fn apply_plan(&mut self, now_ms: u64, plan: Plan) {
+        if self.outcome.is_some() {
+            return;
+        }
+        self.unplaced.clear();
+        for p in plan.placements {
+            let Some(task) = self.tasks.get_mut(p.task as usize) else {
+                continue;
+            };
+            if task.state != TaskState::Pending {
+                continue;
+            }
+            task.state = TaskState::InFlight {
+                node: p.node,
+                since_ms: now_ms,
+                est_cost: p.est_cost,
+            };
+            self.pending.remove(&p.task);
+            self.committed = self
+                .committed
+                .checked_add(p.est_cost)
+                .unwrap_or(self.committed);
+            self.tallies.entry(p.node).or_default().in_flight += 1;
+            let input = self
+                .spec
+                .inputs
+                .get(p.task as usize)
+                .cloned()
+                .unwrap_or_default();
+            self.commands.push_back(JobCommand::Place {
+                node: p.node,
+                task: p.task,
+                input,
+            });
+        }
+        for (_, reason) in &plan.unplaced {
+            *self.unplaced.entry(reason.clone()).or_insert(0) += 1;
+        }
+        if let Some((_, Unplaced::BudgetShort { needed, left })) = plan
+            .unplaced
+            .iter()
+            .find(|(_, r)| matches!(r, Unplaced::BudgetShort { .. }))
+        {
+            self.fail(JobFailure::InsufficientBounty {
+                needed: *needed,
+                left: *left,
+            });
+        }
+    }
+
+    /// Releases a task's in-flight state; returns the node it was on.
+    fn release(&mut self, task: u64) -> Option<NodeId> {
+        let t = self.tasks.get_mut(task as usize)?;
+        let TaskState::InFlight { node, est_cost, .. } = t.state.clone() else {
+            return None;
+        };
+        t.state = TaskState::Pending;
+        self.committed = self.committed.saturating_sub(est_cost);
+        if let Some(tally) = self.tallies.get_mut(&node) {
+            tally.in_flight = tally.in_flight.saturating_sub(1);
+        }
+        Some(node)
+    }
+
+    /// A placed task goes back to pending after a failure on `node`.
+    fn retry(&mut self, task: u64, node: NodeId, cause: String) {
+        if self.release(task).is_none() {
+            return;
+        }
+        self.tallies.entry(node).or_default().tasks_failed += 1;
+        let Some(t) = self.tasks.get_mut(task as usize) else {
+            return;
+        };
+        t.attempts += 1;
+        if !t.avoid.contains(&node) {
+            t.avoid.push(node);
+        }
+        let attempts = t.attempts;
+        if attempts >= self.spec.max_attempts {
+            self.fail(JobFailure::TaskFailed {
+                task,
+                attempts,
+                cause,
+            });
+            return;
+        }
+        self.retries += 1;
+        self.pending.insert(task);
+    }
+
+    /// Ends the job: every task in flight is cancelled.
+    fn fail(&mut self, why: JobFailure) {
+        if self.outcome.is_some() {
+            return;
+        }
+        for i in 0..self.tasks.len() as u64 {
+            if let Some(node) = self.release(i) {
+                self.commands
+                    .push_back(JobCommand::Cancel { node, task: i });
+            }
+        }
+        self.pending.clear();
+        self.outcome = Some(JobOutcome::Failed(why));
+    }
+
+    /// Cancels the job at the user's request.
+    pub fn cancel(&mut self, why: &str) {
+        self.fail(JobFailure::Cancelled(why.to_string()));
+    }
+
+    /// The node took the task into its queue.
+    pub fn on_accept(&mut self, _node: NodeId, _task: u64) {}
+
+    /// The node would not take the task: place it elsewhere.
+    pub fn on_refuse(&mut self, node: NodeId, task: u64, reason: RefuseReason) {
+        let on_that_node = matches!(
+            self.tasks.get(task as usize).map(|t| &t.state),
+            Some(TaskState::InFlight { node: n, .. }) if *n == node
+        );
+        if !on_that_node {
+            return;
+        }
+        self.release(task);
+        *self.refusals.entry(reason).or_insert(0) += 1;
+        self.tallies.entry(node).or_default().refused += 1;
+        if let Some(t) = self.tasks.get_mut(task as usize) {
+            if !t.avoid.contains(&node) {
+                t.avoid.push(node);
+            }
+        }
+        self.pending.insert(task);
+    }
+
+    /// A result arrived. Returns the charge when the result was counted.
+    pub fn on_result(&mut self, report: TaskReport, price: Price) -> Option<Bounty> {
+        let TaskReport {
+            node,
+            task,
+            ok,
+            body,
+            micros,
+            power,
+        } = report;
+        let state = self.tasks.get(task as usize).map(|t| t.state.clone())?;
+        if self.outcome.is_some() {
+            return None;
+        }
+        match state {
+            TaskState::Done => {
+                self.duplicates += 1;
+                None
+            }
+            TaskState::InFlight { node: n, .. } if n == node && !ok => {
+                let cause = String::from_utf8_lossy(&body).into_owned();
+                self.retry(task, node, format!("on {node}: {cause}"));
+                None
+            }
+            _ if !ok => None,
+            state => {
+                // A correct result counts even from a node we had given up
+                // on; any other placement of the task is then cancelled.
+                if let TaskState::InFlight { node: other, .. } = state {
+                    self.release(task);
+                    if other != node {
+                        self.commands
+                            .push_back(JobCommand::Cancel { node: other, task });
+                    }
+                }
+                let charge = money::charge(price, power, micros).unwrap_or(Bounty::ZERO);
+                self.spent = self.spent.checked_add(charge).unwrap_or(self.spent);
+                let tally = self.tallies.entry(node).or_default();
+                tally.tasks_done += 1;
+                tally.micros = tally.micros.saturating_add(micros);
+                tally.charged = tally.charged.checked_add(charge).unwrap_or(tally.charged);
+                self.pending.remove(&task);
+                if let Some(t) = self.tasks.get_mut(task as usize) {
+                    t.state = TaskState::Done;
+                    t.result = Some(body);
+                }
+                self.done += 1;
+                if self.done == self.tasks.len() as u64 {
+                    let results = self
+                        .tasks
+                        .iter_mut()
+                        .map(|t| t.result.take().unwrap_or_default())
+                        .collect();
+                    self.outcome = Some(JobOutcome::Done(results));
+                }
+                Some(charge)
+            }
+        }
+    }
+
+    /// `node` left, expired or dropped its connection: its tasks go back.
+    pub fn on_node_lost(&mut self, node: NodeId) {
+        let lost: Vec<u64> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| matches!(t.state, TaskState::InFlight { node: n, .. } if n == node))
+            .map(|(i, _)| i as u64)
+            .collect();
+        for task in lost {
+            self.retry(task, node, format!("node {node} was lost while running it"));
+        }
+    }
+
+    /// The earliest moment a placed task times out.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.tasks
+            .iter()
+            .filter_map(|t| match t.state {
+                TaskState::InFlight { since_ms, .. } => {
+                    Some(since_ms.saturating_add(self.spec.task_timeout_ms))
+                }
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Places again every task that has run out of time.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        let timeout = self.spec.task_timeout_ms;
+        let late: Vec<(u64, NodeId)> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| match t.state {
+                TaskState::InFlight { node, since_ms, .. }
+                    if now_ms.saturating_sub(since_ms) >= timeout =>
+                {
+                    Some((i as u64, node))
+                }
+                _ => None,
+            })
+            .collect();
+        for (task, node) in late {
+            self.commands.push_back(JobCommand::Cancel { node, task });
+            self.retry(
+                task,
+                node,
+                format!("no result from {node} within {timeout} ms"),
+            );
+        }
+    }
+}

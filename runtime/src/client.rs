@@ -1,0 +1,583 @@
+//! The client side of a node: jobs submitted through the control endpoint,
+//! placed by the configured scheduler onto peers from the book, tracked by
+//! the core job state machine, and integrated with the executor's reduce.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lppsp_core::book::Book;
+use lppsp_core::component::{
+    Constraints, Executor, PeerView, PlacementRequest, Scheduler, Transport,
+};
+use lppsp_core::job::{JobCommand, JobFailure, JobOutcome, JobSpec, JobTracker, TaskReport};
+use lppsp_core::money::{Bounty, Price};
+use lppsp_core::wire::{Arch, Body, Frame, JobId, KernelName, Message};
+use lppsp_core::NodeId;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn, Instrument};
+
+/// Most tasks one job may have.
+pub const MAX_TASKS: u64 = 10_000_000;
+/// Most input bytes one job may hold in memory.
+pub const MAX_JOB_BYTES: u64 = 4 << 30;
+/// Work kept queued per slot on a compute node, so that slots never wait
+/// for a round trip; short tasks get a deeper pipeline.
+const QUEUED_WORK_PER_SLOT: Duration = Duration::from_millis(20);
+const MAX_PIPELINE_PER_SLOT: u64 = 512;
+
+/// Events from peer connections to the node driver.
+#[derive(Debug)]
+pub enum NetEvent {
+    Frame(NodeId, Frame),
+    Closed(NodeId),
+}
+
+/// How a job's task inputs are given.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum InputSpec {
+    /// Task i (start <= i < end) gets i as u64 LE, then each of `extra` as u64 LE.
+    Range {
+        start: u64,
+        end: u64,
+        #[serde(default)]
+        extra: Vec<u64>,
+    },
+    /// Splits [start, end) into spans of `step`: each task gets lo and hi as u64 LE.
+    Spans { start: u64, end: u64, step: u64 },
+    /// One task per file, its bytes as input (read by the node, on this machine).
+    Files { paths: Vec<PathBuf> },
+    /// `count` tasks of `size` pseudo-random bytes (SplitMix64 from `seed`).
+    Random { count: u64, size: u64, seed: u64 },
+}
+
+impl InputSpec {
+    /// The task inputs, bounded by [`MAX_TASKS`] and [`MAX_JOB_BYTES`].
+    pub fn materialize(&self) -> Result<Vec<Bytes>, String> {
+        let check_count = |n: u64| {
+            if n > MAX_TASKS {
+                Err(format!("{n} tasks is more than the limit of {MAX_TASKS}"))
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            InputSpec::Range { start, end, extra } => {
+                check_count(end.saturating_sub(*start))?;
+                Ok((*start..*end)
+                    .map(|i| {
+                        let mut v = Vec::with_capacity(8 * (1 + extra.len()));
+                        v.extend_from_slice(&i.to_le_bytes());
+                        for x in extra {
+                            v.extend_from_slice(&x.to_le_bytes());
+                        }
+                        Bytes::from(v)
+                    })
+                    .collect())
+            }
+            InputSpec::Spans { start, end, step } => {
+                if *step == 0 {
+                    return Err("spans: step must be at least 1".into());
+                }
+                check_count(end.saturating_sub(*start).div_ceil(*step))?;
+                let mut out = Vec::new();
+                let mut lo = *start;
+                while lo < *end {
+                    let hi = lo.saturating_add(*step).min(*end);
+                    let mut v = Vec::with_capacity(16);
+                    v.extend_from_slice(&lo.to_le_bytes());
+                    v.extend_from_slice(&hi.to_le_bytes());
+                    out.push(Bytes::from(v));
+                    lo = hi;
+                }
+                Ok(out)
+            }
+            InputSpec::Files { paths } => {
+                check_count(paths.len() as u64)?;
+                let mut total = 0u64;
+                paths
+                    .iter()
+                    .map(|p| {
+                        let data = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                        total += data.len() as u64;
+                        if total > MAX_JOB_BYTES {
+                            return Err(format!("inputs exceed {MAX_JOB_BYTES} bytes"));
+                        }
+                        Ok(Bytes::from(data))
+                    })
+                    .collect()
+            }
+            InputSpec::Random { count, size, seed } => {
+                check_count(*count)?;
+                if count.saturating_mul(*size) > MAX_JOB_BYTES {
+                    return Err(format!("inputs exceed {MAX_JOB_BYTES} bytes"));
+                }
+                let mut state = *seed;
+                Ok((0..*count)
+                    .map(|_| {
+                        let mut v = Vec::with_capacity(*size as usize);
+                        while (v.len() as u64) < *size {
+                            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                            let mut z = state;
+                            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                            z ^= z >> 31;
+                            v.extend_from_slice(&z.to_le_bytes());
+                        }
+                        v.truncate(*size as usize);
+                        Bytes::from(v)
+                    })
+                    .collect())
+            }
+        }
+    }
+}
+
+fn default_attempts() -> u32 {
+    3
+}
+fn default_task_timeout() -> u64 {
+    600
+}
+fn default_est_ms() -> u64 {
+    10
+}
+
+/// A job as `lppsp submit` sends it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    pub kernel: String,
+    pub inputs: InputSpec,
+    /// Defaults to the node's remaining bounty.
+    #[serde(default)]
+    pub budget: Option<Bounty>,
+    #[serde(default)]
+    pub arch: Option<String>,
+    #[serde(default)]
+    pub min_power: u64,
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_task_timeout")]
+    pub task_timeout_s: u64,
+    /// Expected time of one task before any has finished, ms.
+    #[serde(default = "default_est_ms")]
+    pub est_task_ms: u64,
+}
+
+struct ClientJob {
+    tracker: JobTracker,
+    subscriber: mpsc::Sender<serde_json::Value>,
+    started: Instant,
+    last_progress: Option<Instant>,
+}
+
+/// Every job this node has submitted, and its links to compute nodes.
+pub struct Client {
+    me: NodeId,
+    jobs: BTreeMap<JobId, ClientJob>,
+    links: HashMap<NodeId, mpsc::UnboundedSender<Frame>>,
+    net_tx: mpsc::UnboundedSender<NetEvent>,
+    transport: Arc<dyn Transport>,
+    scheduler: Box<dyn Scheduler>,
+    executor: Arc<dyn Executor>,
+    job_seq: u64,
+    /// Bounty spent by finished jobs.
+    pub spent: Bounty,
+}
+
+impl Client {
+    pub fn new(
+        me: NodeId,
+        transport: Arc<dyn Transport>,
+        scheduler: Box<dyn Scheduler>,
+        executor: Arc<dyn Executor>,
+        net_tx: mpsc::UnboundedSender<NetEvent>,
+        seed: u64,
+    ) -> Self {
+        Self {
+            me,
+            jobs: BTreeMap::new(),
+            links: HashMap::new(),
+            net_tx,
+            transport,
+            scheduler,
+            executor,
+            job_seq: seed,
+            spent: Bounty::ZERO,
+        }
+    }
+
+    pub fn active_jobs(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Tasks this client has queued or running in the pool.
+    pub fn in_pool(&self) -> u64 {
+        self.jobs
+            .values()
+            .map(|j| j.tracker.progress().in_flight + j.tracker.progress().pending)
+            .sum()
+    }
+
+    /// Accepts a job; replies go to `reply` until it finishes.
+    pub async fn submit(
+        &mut self,
+        req: SubmitRequest,
+        reply: mpsc::Sender<serde_json::Value>,
+        balance: Bounty,
+        now_ms: u64,
+    ) {
+        let fail = |msg: String| json!({"event": "rejected", "error": msg});
+        let kernel = match KernelName::new(req.kernel.clone()) {
+            Ok(k) if self.executor.has_kernel(&k) => k,
+            Ok(k) => {
+                let _ = reply
+                    .send(fail(format!("unknown kernel {k} (see `lppsp kernels`)")))
+                    .await;
+                return;
+            }
+            Err(e) => {
+                let _ = reply.send(fail(format!("kernel name: {e}"))).await;
+                return;
+            }
+        };
+        let arch = match req.arch.as_deref().map(Arch::new).transpose() {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = reply.send(fail(format!("arch: {e}"))).await;
+                return;
+            }
+        };
+        let inputs = match req.inputs.materialize() {
+            Ok(i) => i,
+            Err(e) => {
+                let _ = reply.send(fail(format!("inputs: {e}"))).await;
+                return;
+            }
+        };
+        self.job_seq = self.job_seq.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let id = JobId(self.job_seq);
+        let budget = req.budget.unwrap_or(balance).min(balance);
+        let total = inputs.len();
+        let spec = JobSpec {
+            id,
+            kernel,
+            inputs,
+            budget,
+            constraints: Constraints {
+                arch,
+                min_power: req.min_power,
+            },
+            max_attempts: req.max_attempts.max(1),
+            task_timeout_ms: req.task_timeout_s.saturating_mul(1000).max(1),
+            est_task_micros: req.est_task_ms.saturating_mul(1000).max(1),
+        };
+        info!(job = %id, kernel = %spec.kernel, tasks = total, budget = %budget, "job submitted");
+        let _ = reply.send(json!({"event": "accepted", "job": id.to_string(), "tasks": total, "budget": budget.to_string()})).await;
+        let tracker = JobTracker::new(spec);
+        self.jobs.insert(
+            id,
+            ClientJob {
+                tracker,
+                subscriber: reply,
+                started: Instant::now(),
+                last_progress: None,
+            },
+        );
+        let _ = now_ms;
+    }
+
+    /// Handles a frame from a compute node.
+    pub fn on_frame(&mut self, peer: NodeId, frame: Frame, book: &Book) {
+        let price = frame.price;
+        match frame.message {
+            Message::Result { job, task, ok } => {
+                let Some(j) = self.jobs.get_mut(&job) else {
+                    return;
+                };
+                let micros = frame
+                    .headers
+                    .get("Elapsed-Us")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                // A node is paid at most the power it promised in its Hand.
+                let promised = book.peer(&peer).map(|p| p.power).unwrap_or(0);
+                let power = frame
+                    .headers
+                    .get("Power")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(promised)
+                    .min(promised);
+                let body = frame.body.map(|b| b.to_bytes()).unwrap_or_default();
+                let report = TaskReport {
+                    node: peer,
+                    task,
+                    ok,
+                    body,
+                    micros,
+                    power,
+                };
+                j.tracker.on_result(report, price);
+            }
+            Message::Accept { job, task } => {
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    j.tracker.on_accept(peer, task);
+                }
+            }
+            Message::Refuse { job, task, reason } => {
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    debug!(%peer, %job, task, reason = reason.as_str(), "task refused");
+                    j.tracker.on_refuse(peer, task, reason);
+                }
+            }
+            other => debug!(%peer, kind = other.kind(), "unexpected frame on a client link"),
+        }
+    }
+
+    /// A compute node left the book or its connection closed.
+    pub fn on_node_lost(&mut self, peer: NodeId) {
+        self.links.remove(&peer);
+        for j in self.jobs.values_mut() {
+            j.tracker.on_node_lost(peer);
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        for j in self.jobs.values_mut() {
+            j.tracker.handle_timeout(now_ms);
+        }
+    }
+
+    fn peer_views(&self, book: &Book, tracker: &JobTracker) -> Vec<PeerView> {
+        book.peers()
+            .filter(|p| p.id != self.me)
+            .map(|p| {
+                let avg = tracker.avg_micros_on(&p.id);
+                let per_task = avg.unwrap_or_else(|| tracker.est_task_micros()).max(1);
+                let depth = (QUEUED_WORK_PER_SLOT.as_micros() as u64 / per_task)
+                    .clamp(1, MAX_PIPELINE_PER_SLOT);
+                let capacity = u64::from(p.slots).saturating_mul(depth);
+                let used: u64 = self
+                    .jobs
+                    .values()
+                    .map(|j| u64::from(j.tracker.in_flight_on(&p.id)))
+                    .sum();
+                PeerView {
+                    id: p.id,
+                    addr: p.addr,
+                    power: p.power,
+                    arch: p.arch.clone(),
+                    compute: p.slots > 0,
+                    compatible: p.compatible,
+                    free_slots: u32::try_from(capacity.saturating_sub(used)).unwrap_or(u32::MAX),
+                    queue: u32::try_from(p.queue).unwrap_or(u32::MAX),
+                    avg_task_micros: avg,
+                }
+            })
+            .collect()
+    }
+
+    /// Runs the scheduler for every job, sends what it decided, and reports
+    /// progress and results to the submitters.
+    pub async fn schedule(&mut self, now_ms: u64, book: &Book, price: Price) {
+        let ids: Vec<JobId> = self.jobs.keys().copied().collect();
+        for id in ids {
+            let Some(job) = self.jobs.get(&id) else {
+                continue;
+            };
+            if !job.tracker.is_finished() {
+                let views = self.peer_views(book, &job.tracker);
+                let free: usize = views.iter().map(|v| v.free_slots as usize).sum();
+                let pending = job.tracker.pending_tasks(free.max(1));
+                if !pending.is_empty() {
+                    let request = PlacementRequest {
+                        client: self.me,
+                        peers: &views,
+                        price,
+                        budget_left: job.tracker.budget_left(),
+                        est_task_micros: job.tracker.est_task_micros(),
+                        pending: &pending,
+                        constraints: &job.tracker.spec().constraints,
+                    };
+                    let plan = self.scheduler.place(&request);
+                    if let Some(job) = self.jobs.get_mut(&id) {
+                        job.tracker.apply_plan(now_ms, plan);
+                    }
+                }
+            }
+            self.flush_commands(id, book, price);
+            self.report(id).await;
+        }
+    }
+
+    fn flush_commands(&mut self, id: JobId, book: &Book, price: Price) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        let kernel = job.tracker.spec().kernel.clone();
+        let mut lost = Vec::new();
+        while let Some(cmd) = job.tracker.poll_command() {
+            let (node, frame) = match cmd {
+                JobCommand::Place { node, task, input } => (
+                    node,
+                    Frame::new(
+                        price,
+                        Message::Task {
+                            job: id,
+                            task,
+                            kernel: kernel.clone(),
+                        },
+                    )
+                    .with_body(Body::from_bytes(input)),
+                ),
+                JobCommand::Cancel { node, task } => (
+                    node,
+                    Frame::new(
+                        price,
+                        Message::Cancel {
+                            job: id,
+                            task: Some(task),
+                        },
+                    ),
+                ),
+            };
+            let link = match self.links.get(&node) {
+                Some(l) => l.clone(),
+                None => match book.peer(&node) {
+                    Some(p) => {
+                        let l =
+                            open_link(self.transport.clone(), node, p.addr.0, self.net_tx.clone());
+                        self.links.insert(node, l.clone());
+                        l
+                    }
+                    None => {
+                        lost.push(node);
+                        continue;
+                    }
+                },
+            };
+            if link.send(frame).is_err() {
+                self.links.remove(&node);
+                lost.push(node);
+            }
+        }
+        for node in lost {
+            if let Some(job) = self.jobs.get_mut(&id) {
+                job.tracker.on_node_lost(node);
+            }
+        }
+    }
+
+    async fn report(&mut self, id: JobId) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        let now = Instant::now();
+        if job.subscriber.is_closed() && !job.tracker.is_finished() {
+            warn!(job = %id, "submitter went away; cancelling the job");
+            job.tracker.cancel("the submitter disconnected");
+        }
+        match job.tracker.outcome().cloned() {
+            None => {
+                if job
+                    .last_progress
+                    .is_none_or(|t| now.duration_since(t) >= Duration::from_millis(100))
+                {
+                    job.last_progress = Some(now);
+                    let p = job.tracker.progress();
+                    let v = json!({"event": "progress", "job": id.to_string(), "progress": p,
+                        "elapsed_s": job.started.elapsed().as_secs_f64(), "waiting": job.tracker.waiting_reasons()});
+                    let _ = job.subscriber.try_send(v);
+                }
+            }
+            Some(outcome) => {
+                let Some(job) = self.jobs.remove(&id) else {
+                    return;
+                };
+                let progress = job.tracker.progress();
+                self.spent = self.spent.checked_add(progress.spent).unwrap_or(self.spent);
+                let nodes: BTreeMap<String, serde_json::Value> = job
+                    .tracker
+                    .tallies()
+                    .iter()
+                    .map(|(n, t)| (n.to_string(), serde_json::to_value(t).unwrap_or_default()))
+                    .collect();
+                let elapsed = job.started.elapsed().as_secs_f64();
+                let kernel = job.tracker.spec().kernel.clone();
+                let v = match outcome {
+                    JobOutcome::Done(results) => {
+                        let refs: Vec<&[u8]> = results.iter().map(|r| r.as_ref()).collect();
+                        match self.executor.reduce(&kernel, &refs) {
+                            Ok(result) => {
+                                info!(job = %id, elapsed_s = elapsed, spent = %progress.spent, "job done");
+                                json!({"event": "done", "job": id.to_string(), "result": self.executor.render(&kernel, &result),
+                                   "result_hex": hex_short(&result), "elapsed_s": elapsed, "progress": progress, "nodes": nodes})
+                            }
+                            Err(e) => {
+                                json!({"event": "failed", "job": id.to_string(), "code": "reduce_failed",
+                                "error": format!("integrating results: {e}"), "progress": progress, "nodes": nodes})
+                            }
+                        }
+                    }
+                    JobOutcome::Failed(why) => {
+                        let code = match why {
+                            JobFailure::InsufficientBounty { .. } => "insufficient_bounty",
+                            JobFailure::TaskFailed { .. } => "task_failed",
+                            JobFailure::Cancelled(_) => "cancelled",
+                        };
+                        warn!(job = %id, error = %why, "job failed");
+                        json!({"event": "failed", "job": id.to_string(), "code": code, "error": why.to_string(),
+                            "elapsed_s": elapsed, "progress": progress, "nodes": nodes})
+                    }
+                };
+                let _ = job.subscriber.send(v).await;
+            }
+        }
+    }
+}
+
+fn hex_short(b: &[u8]) -> String {
+    let take = b.len().min(64);
+    b.get(..take)
+        .map(|s| s.iter().map(|x| format!("{x:02x}")).collect())
+        .unwrap_or_default()
+}
+
+/// Opens a connection to `node` in the background; frames sent before it
+/// is up wait in the channel. The peer must prove it is `node`.
+fn open_link(
+    transport: Arc<dyn Transport>,
+    node: NodeId,
+    addr: std::net::SocketAddr,
+    events: mpsc::UnboundedSender<NetEvent>,
+) -> mpsc::UnboundedSender<Frame> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(
+        async move {
+            let conn = match transport.connect(addr).await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(peer = %node, %addr, error = %e, "cannot connect");
+                    let _ = events.send(NetEvent::Closed(node));
+                    return;
+                }
+            };
+            if conn.peer().node != node {
+                warn!(expected = %node, got = %conn.peer().node, %addr, "peer is not who the book says");
+                let _ = events.send(NetEvent::Closed(node));
+                return;
+            }
+            let (writer, reader) = conn.split();
+            tokio::spawn(crate::compute::write_batches(writer, rx).in_current_span());
+            crate::compute::read_batches(node, reader, events).await;
+        }
+        .in_current_span(),
+    );
+    tx
+}

@@ -1,0 +1,321 @@
+//! The compute side of a node: accepts tasks from clients over the
+//! transport, runs them on worker threads outside the async reactor (one
+//! task at a time per slot), and sends results back.
+//!
+//! A connection may carry many tasks at once: they queue here (bounded)
+//! and their results go back in batches, so per-task cost is a few
+//! microseconds rather than a round trip.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lppsp_core::component::{
+    CancelFlag, Connection, Executor, FrameReader, FrameWriter, TaskLimits, TaskSpec,
+    TransportError,
+};
+use lppsp_core::money::{self, Bounty, Price};
+use lppsp_core::wire::{Body, Frame, JobId, KernelName, Message, RefuseReason};
+use lppsp_core::NodeId;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+/// Settings of the compute service.
+#[derive(Debug, Clone)]
+pub struct ComputeConfig {
+    pub slots: u32,
+    /// MFLOPS this node charges at.
+    pub power: u64,
+    pub task_timeout: Duration,
+    pub max_input_bytes: u64,
+    /// Tasks accepted beyond the running ones before refusing as busy.
+    pub max_queue: u64,
+    /// When false the node refuses every task as unavailable.
+    pub sharing: bool,
+}
+
+struct Work {
+    client: NodeId,
+    job: JobId,
+    task: u64,
+    kernel: KernelName,
+    input: Bytes,
+    price: Price,
+    cancel: CancelFlag,
+    reply: mpsc::UnboundedSender<Frame>,
+}
+
+/// Counters the node reports in its status.
+#[derive(Debug, Default)]
+pub struct ComputeStats {
+    pub tasks_done: AtomicU64,
+    pub tasks_failed: AtomicU64,
+    pub tasks_refused: AtomicU64,
+    pub bad_frames: AtomicU64,
+    /// Bounty earned, in micro-units, per client.
+    pub earned: Mutex<BTreeMap<NodeId, Bounty>>,
+}
+
+/// The compute service shared by all incoming connections.
+pub struct ComputeService {
+    cfg: ComputeConfig,
+    executor: Arc<dyn Executor>,
+    queue: std::sync::mpsc::Sender<Work>,
+    /// Tasks queued or running.
+    load: Arc<AtomicU64>,
+    running: Arc<Mutex<HashMap<(NodeId, JobId, u64), CancelFlag>>>,
+    pub stats: Arc<ComputeStats>,
+}
+
+impl ComputeService {
+    /// Starts `cfg.slots` worker threads.
+    pub fn start(cfg: ComputeConfig, executor: Arc<dyn Executor>) -> Arc<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<Work>();
+        let rx = Arc::new(Mutex::new(rx));
+        let load = Arc::new(AtomicU64::new(0));
+        let running = Arc::new(Mutex::new(HashMap::new()));
+        let stats = Arc::new(ComputeStats::default());
+        for i in 0..cfg.slots.max(1) {
+            let rx = rx.clone();
+            let executor = executor.clone();
+            let load = load.clone();
+            let running = running.clone();
+            let stats = stats.clone();
+            let limits = TaskLimits {
+                wall: cfg.task_timeout,
+                ..TaskLimits::default()
+            };
+            let power = cfg.power;
+            let spawned = std::thread::Builder::new()
+                .name(format!("lppsp-slot-{i}"))
+                .spawn(move || worker(rx, executor, limits, power, load, running, stats));
+            if let Err(e) = spawned {
+                warn!(error = %e, "cannot start a worker thread");
+            }
+        }
+        Arc::new(Self {
+            cfg,
+            executor,
+            queue: tx,
+            load,
+            running,
+            stats,
+        })
+    }
+
+    /// Tasks queued or running here (the Idle beacon's Queue).
+    pub fn load(&self) -> u64 {
+        self.load.load(Ordering::Relaxed)
+    }
+
+    /// Serves one authenticated connection until it closes.
+    pub async fn serve(self: Arc<Self>, conn: Box<dyn Connection>) {
+        let client = conn.peer().node;
+        let (writer, mut reader) = conn.split();
+        let (reply_tx, reply_rx) = mpsc::unbounded_channel();
+        let writer_task = tokio::spawn(write_batches(writer, reply_rx));
+        loop {
+            match reader.read_frame().await {
+                Ok(Some(frame)) => self.on_frame(client, frame, &reply_tx),
+                Ok(None) => break,
+                Err(TransportError::BadFrame(e)) => {
+                    self.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    debug!(peer = %client, error = %e, "bad frame skipped");
+                }
+                Err(e) => {
+                    self.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    debug!(peer = %client, error = %e, "connection closed");
+                    break;
+                }
+            }
+        }
+        // The client is gone: its queued and running tasks are not wanted.
+        if let Ok(running) = self.running.lock() {
+            for ((c, _, _), flag) in running.iter() {
+                if *c == client {
+                    flag.cancel();
+                }
+            }
+        }
+        drop(reply_tx);
+        let _ = writer_task.await;
+    }
+
+    fn on_frame(&self, client: NodeId, frame: Frame, reply: &mpsc::UnboundedSender<Frame>) {
+        let price = frame.price;
+        match frame.message {
+            Message::Task { job, task, kernel } => {
+                let refuse = |reason: RefuseReason| {
+                    self.stats.tasks_refused.fetch_add(1, Ordering::Relaxed);
+                    let _ = reply.send(Frame::new(price, Message::Refuse { job, task, reason }));
+                };
+                let input = frame.body.map(|b| b.to_bytes()).unwrap_or_default();
+                if !self.cfg.sharing || self.cfg.slots == 0 {
+                    return refuse(RefuseReason::Unavailable);
+                }
+                if !self.executor.has_kernel(&kernel) {
+                    return refuse(RefuseReason::UnknownKernel);
+                }
+                if input.len() as u64 > self.cfg.max_input_bytes {
+                    return refuse(RefuseReason::TooLarge);
+                }
+                if self.load() >= u64::from(self.cfg.slots) + self.cfg.max_queue {
+                    return refuse(RefuseReason::Busy);
+                }
+                let cancel = CancelFlag::new();
+                if let Ok(mut running) = self.running.lock() {
+                    running.insert((client, job, task), cancel.clone());
+                }
+                self.load.fetch_add(1, Ordering::Relaxed);
+                let work = Work {
+                    client,
+                    job,
+                    task,
+                    kernel,
+                    input,
+                    price,
+                    cancel,
+                    reply: reply.clone(),
+                };
+                if self.queue.send(work).is_err() {
+                    self.load.fetch_sub(1, Ordering::Relaxed);
+                    return refuse(RefuseReason::Unavailable);
+                }
+                let _ = reply.send(Frame::new(price, Message::Accept { job, task }));
+            }
+            Message::Cancel { job, task } => {
+                if let Ok(running) = self.running.lock() {
+                    for ((c, j, t), flag) in running.iter() {
+                        if *c == client && *j == job && task.is_none_or(|x| x == *t) {
+                            flag.cancel();
+                        }
+                    }
+                }
+            }
+            other => {
+                debug!(peer = %client, kind = other.kind(), "frame not for the compute service")
+            }
+        }
+    }
+}
+
+fn worker(
+    rx: Arc<Mutex<std::sync::mpsc::Receiver<Work>>>,
+    executor: Arc<dyn Executor>,
+    limits: TaskLimits,
+    power: u64,
+    load: Arc<AtomicU64>,
+    running: Arc<Mutex<HashMap<(NodeId, JobId, u64), CancelFlag>>>,
+    stats: Arc<ComputeStats>,
+) {
+    loop {
+        let work = {
+            let Ok(guard) = rx.lock() else { return };
+            match guard.recv() {
+                Ok(w) => w,
+                Err(_) => return,
+            }
+        };
+        let key = (work.client, work.job, work.task);
+        if !work.cancel.is_cancelled() {
+            let started = Instant::now();
+            let spec = TaskSpec {
+                job: work.job,
+                task: work.task,
+                kernel: &work.kernel,
+                input: &work.input,
+            };
+            let outcome = executor.run(&spec, &limits, &work.cancel);
+            let micros = u64::try_from(started.elapsed().as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            let (ok, body, fuel) = match outcome {
+                Ok(out) => (true, out.result, out.fuel),
+                Err(e) => (false, e.to_string().into_bytes(), None),
+            };
+            if ok {
+                stats.tasks_done.fetch_add(1, Ordering::Relaxed);
+                let charge = money::charge(work.price, power, micros).unwrap_or(Bounty::ZERO);
+                if let Ok(mut earned) = stats.earned.lock() {
+                    let e = earned.entry(work.client).or_insert(Bounty::ZERO);
+                    *e = e.checked_add(charge).unwrap_or(*e);
+                }
+            } else {
+                stats.tasks_failed.fetch_add(1, Ordering::Relaxed);
+            }
+            if !work.cancel.is_cancelled() {
+                let mut frame = Frame::new(
+                    work.price,
+                    Message::Result {
+                        job: work.job,
+                        task: work.task,
+                        ok,
+                    },
+                )
+                .with_header("Elapsed-Us", micros.to_string())
+                .with_header("Power", power.to_string())
+                .with_body(Body::from_bytes(body));
+                if let Some(f) = fuel {
+                    frame = frame.with_header("Fuel", f.to_string());
+                }
+                let _ = work.reply.send(frame);
+            }
+        }
+        if let Ok(mut r) = running.lock() {
+            r.remove(&key);
+        }
+        load.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Writes frames from `rx` in batches: whatever is queued goes in one write.
+pub async fn write_batches(
+    mut writer: Box<dyn FrameWriter>,
+    mut rx: mpsc::UnboundedReceiver<Frame>,
+) {
+    let mut batch = Vec::with_capacity(256);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < 1024 {
+            match rx.try_recv() {
+                Ok(f) => batch.push(f),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = writer.write_frames(&batch).await {
+            debug!(error = %e, "write failed; connection done");
+            return;
+        }
+        batch.clear();
+    }
+    let _ = writer.close().await;
+}
+
+/// Splits a reader's frames into batches for the node driver.
+pub async fn read_batches(
+    peer: NodeId,
+    mut reader: Box<dyn FrameReader>,
+    tx: mpsc::UnboundedSender<crate::client::NetEvent>,
+) {
+    loop {
+        match reader.read_frame().await {
+            Ok(Some(frame)) => {
+                if tx
+                    .send(crate::client::NetEvent::Frame(peer, frame))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Ok(None) => break,
+            Err(TransportError::BadFrame(e)) => debug!(%peer, error = %e, "bad frame skipped"),
+            Err(e) => {
+                debug!(%peer, error = %e, "connection lost");
+                break;
+            }
+        }
+    }
+    let _ = tx.send(crate::client::NetEvent::Closed(peer));
+}

@@ -1,0 +1,507 @@
+//! The node driver: one task that owns the core state machines and feeds
+//! them datagrams, connections, ticks and control requests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use lppsp_core::beacon::{self, BeaconCrypto, BeaconHeaders};
+use lppsp_core::book::{Book, BookConfig, BookEvent, Departure};
+use lppsp_core::config::NodeConfig;
+use lppsp_core::money::{Bounty, Price};
+use lppsp_core::registry::{Registry, TransportParams};
+use lppsp_core::wire::{Arch, Endpoint, Hand, Message};
+use lppsp_core::{NodeId, PROTOCOL_VERSION};
+use lppsp_transport_tls::identity::{Identity, Verifier};
+use serde_json::json;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::client::{Client, NetEvent};
+use crate::compute::{ComputeConfig, ComputeService};
+use crate::control::{self, ControlRequest, Request};
+use crate::{beacon_socket, power, NodeError};
+
+/// The software name and version sent in Hand beacons.
+pub const SOFTWARE: &str = concat!("lppsp/", env!("CARGO_PKG_VERSION"));
+
+/// Beacon checks against the community CA.
+struct Crypto<'a>(&'a Verifier);
+
+impl BeaconCrypto for Crypto<'_> {
+    fn verify_cert(&self, cert_der: &[u8], now: SystemTime) -> Result<NodeId, String> {
+        self.0.verify_cert(cert_der, now).map_err(|e| e.to_string())
+    }
+    fn verify_signature(&self, cert_der: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), String> {
+        self.0
+            .verify_signature(cert_der, msg, sig)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// What this node is, as it tells the network.
+#[derive(Debug, Clone)]
+pub struct SelfInfo {
+    pub id: NodeId,
+    pub name: String,
+    pub addr: Endpoint,
+    pub power: u64,
+    pub arch: Arch,
+}
+
+/// Runs a node until `shutdown` is cancelled, then says Leave and returns.
+pub async fn run(
+    cfg: NodeConfig,
+    registry: Arc<Registry>,
+    shutdown: CancellationToken,
+) -> Result<(), NodeError> {
+    let identity = Identity::load(&cfg.identity).map_err(|e| NodeError::Identity(e.to_string()))?;
+    let id = identity.node_id();
+    let span = tracing::info_span!("node", id = %id, name = %cfg.node.name);
+    run_inner(cfg, registry, identity, shutdown)
+        .instrument(span)
+        .await
+}
+
+async fn run_inner(
+    cfg: NodeConfig,
+    registry: Arc<Registry>,
+    identity: Identity,
+    shutdown: CancellationToken,
+) -> Result<(), NodeError> {
+    let id = identity.node_id();
+    let measured =
+        tokio::task::spawn_blocking(|| power::measure_mflops(Duration::from_millis(250)))
+            .await
+            .map_err(|e| NodeError::Startup(format!("self-benchmark: {e}")))?;
+    let offered = power::offered_mflops(measured, cfg.share.max_mflops);
+    let arch = Arch::new(std::env::consts::ARCH).map_err(NodeError::Startup)?;
+
+    let transport = registry
+        .transport(
+            &cfg.transport,
+            TransportParams {
+                listen: cfg.network.listen,
+                identity: cfg.identity.clone(),
+                limits: cfg.limits,
+                options: cfg.transport.options.clone(),
+            },
+        )
+        .map_err(|e| NodeError::Startup(e.to_string()))?
+        .await
+        .map_err(|e| NodeError::Startup(format!("transport on {}: {e}", cfg.network.listen)))?;
+    let tls_addr = transport.local_addr();
+    let advertised = cfg.network.advertise.unwrap_or(tls_addr);
+    let me = SelfInfo {
+        id,
+        name: cfg.node.name.clone(),
+        addr: Endpoint(advertised),
+        power: offered,
+        arch,
+    };
+
+    let udp = beacon_socket::open(&cfg.network).map_err(|e| {
+        NodeError::Startup(format!(
+            "beacon socket on {}: {e}",
+            cfg.network.beacon_listen
+        ))
+    })?;
+    let control_listener = TcpListener::bind(cfg.control.listen).await.map_err(|e| {
+        NodeError::Startup(format!("control endpoint on {}: {e}", cfg.control.listen))
+    })?;
+    let (control_tx, control_rx) = mpsc::channel(64);
+    tokio::spawn(control::serve(control_listener, control_tx, shutdown.clone()).in_current_span());
+
+    let executor = registry
+        .executor(&cfg.executor)
+        .map_err(|e| NodeError::Startup(e.to_string()))?;
+    let compute = cfg.node.role.computes().then(|| {
+        ComputeService::start(
+            ComputeConfig {
+                slots: cfg.share.slots,
+                power: offered,
+                task_timeout: Duration::from_secs(cfg.share.task_timeout_s),
+                max_input_bytes: cfg.share.max_input_bytes,
+                max_queue: 1 << 16,
+                sharing: true,
+            },
+            executor.clone(),
+        )
+    });
+    // Incoming connections are clients placing tasks here.
+    {
+        let transport = transport.clone();
+        let shutdown = shutdown.clone();
+        let compute = compute.clone();
+        tokio::spawn(
+            async move {
+                loop {
+                    let conn = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        c = transport.accept() => c,
+                    };
+                    match (conn, &compute) {
+                        (Ok(c), Some(service)) => {
+                            debug!(peer = %c.peer().node, "client connected");
+                            tokio::spawn(service.clone().serve(c).in_current_span());
+                        }
+                        (Ok(c), None) => debug!(peer = %c.peer().node, "connection from a peer; this node does not compute"),
+                        (Err(e), _) => debug!(error = %e, "connection refused"),
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+    }
+    let (net_tx, net_rx) = mpsc::unbounded_channel();
+    let scheduler = registry
+        .scheduler(&cfg.scheduler)
+        .map_err(|e| NodeError::Startup(e.to_string()))?;
+    let client = Client::new(
+        id,
+        transport.clone(),
+        scheduler,
+        executor,
+        net_tx,
+        wall_ms(),
+    );
+
+    info!(
+        tls = %tls_addr, beacons = %cfg.network.beacon_listen, discovery = ?cfg.network.discovery,
+        mflops = offered, measured_mflops = measured, arch = %me.arch, control = %cfg.control.listen,
+        "node started"
+    );
+
+    let mut driver = Driver {
+        book: Book::new(BookConfig {
+            me: id,
+            tick: Duration::from_millis(cfg.network.tick_ms),
+            expire_ticks: cfg.network.expire_ticks,
+            max_skew: Duration::from_secs(cfg.network.max_clock_skew_s),
+            protocol_major: 1,
+        }),
+        destinations: beacon_socket::destinations(&cfg.network),
+        seq: wall_ms(),
+        price: cfg.market.initial_price,
+        started: Instant::now(),
+        idle: true,
+        queue: 0,
+        ticks: 0,
+        identity,
+        me,
+        cfg,
+        udp,
+        transport,
+        compute,
+        client,
+    };
+    driver.run(control_rx, net_rx, shutdown).await
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+struct Driver {
+    cfg: NodeConfig,
+    me: SelfInfo,
+    identity: Identity,
+    book: Book,
+    udp: UdpSocket,
+    destinations: Vec<SocketAddr>,
+    transport: Arc<dyn lppsp_core::component::Transport>,
+    seq: u64,
+    price: Price,
+    started: Instant,
+    idle: bool,
+    queue: u64,
+    ticks: u64,
+    compute: Option<Arc<ComputeService>>,
+    client: Client,
+}
+
+impl Driver {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    async fn run(
+        &mut self,
+        mut control_rx: mpsc::Receiver<ControlRequest>,
+        mut net_rx: mpsc::UnboundedReceiver<NetEvent>,
+        shutdown: CancellationToken,
+    ) -> Result<(), NodeError> {
+        let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.network.tick_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut buf = vec![0u8; beacon_socket::MAX_DATAGRAM];
+        // Say Idle right away so peers learn our state without waiting.
+        self.send_hand().await;
+        self.send_idle().await;
+        loop {
+            let deadline = self
+                .book
+                .poll_timeout()
+                .map(|ms| tokio::time::Instant::from_std(self.started + Duration::from_millis(ms)));
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = self.udp.recv_from(&mut buf) => match r {
+                    Ok((n, src)) => {
+                        let data = buf.get(..n).unwrap_or_default();
+                        self.on_datagram(src, data);
+                    }
+                    Err(e) => warn!(error = %e, "beacon receive failed"),
+                },
+                _ = tick.tick() => self.on_tick().await,
+                _ = sleep_until_opt(deadline) => self.book.handle_timeout(self.now_ms()),
+                Some(req) = control_rx.recv() => self.on_control(req).await,
+                Some(ev) = net_rx.recv() => {
+                    self.on_net(ev);
+                    // Take what else has arrived, so a burst of results costs one scheduling round.
+                    for _ in 0..4096 {
+                        match net_rx.try_recv() {
+                            Ok(ev) => self.on_net(ev),
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            self.drain_book_events();
+            if self.client.active_jobs() > 0 {
+                self.client
+                    .schedule(self.now_ms(), &self.book, self.price)
+                    .await;
+            }
+        }
+        self.send_leave().await;
+        info!("node stopped");
+        Ok(())
+    }
+
+    fn on_datagram(&mut self, src: SocketAddr, data: &[u8]) {
+        let now = self.now_ms();
+        let verifier = self.identity.verifier().clone();
+        match self
+            .book
+            .handle_datagram(now, SystemTime::now(), src, data, &Crypto(&verifier))
+        {
+            Ok(_) => {}
+            Err(reason) => debug!(%src, reason = reason.as_str(), "beacon dropped"),
+        }
+    }
+
+    fn drain_book_events(&mut self) {
+        while let Some(ev) = self.book.poll_event() {
+            match ev {
+                BookEvent::Joined(id) => {
+                    if let Some(p) = self.book.peer(&id) {
+                        info!(peer = %id, addr = %p.addr, mflops = p.power, arch = %p.arch,
+                              software = %p.software, compatible = p.compatible, "peer joined");
+                    }
+                }
+                BookEvent::Departed(id, Departure::Left) => {
+                    info!(peer = %id, "peer left");
+                    self.client.on_node_lost(id);
+                }
+                BookEvent::Departed(id, Departure::Expired) => {
+                    info!(peer = %id, "peer expired");
+                    self.client.on_node_lost(id);
+                }
+                BookEvent::IdleChanged(id) => debug!(peer = %id, "peer idle state changed"),
+            }
+        }
+    }
+
+    fn on_net(&mut self, ev: NetEvent) {
+        match ev {
+            NetEvent::Frame(peer, frame) => self.client.on_frame(peer, frame, &self.book),
+            NetEvent::Closed(peer) => self.client.on_node_lost(peer),
+        }
+    }
+
+    async fn on_tick(&mut self) {
+        self.ticks += 1;
+        self.send_hand().await;
+        let load = self.compute.as_ref().map(|c| c.load()).unwrap_or(0);
+        let idle = load == 0;
+        // Idle is sent on change; repeating it every few ticks heals a lost datagram.
+        let changed = idle != self.idle || load != self.queue;
+        self.idle = idle;
+        self.queue = load;
+        if changed || self.ticks % 5 == 0 {
+            self.send_idle().await;
+        }
+        let now = self.now_ms();
+        self.book.handle_timeout(now);
+        self.client.handle_timeout(now);
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    async fn broadcast(&mut self, message: Message, hand: bool) {
+        let seq = self.next_seq();
+        let cert = self.identity.cert_der().to_vec();
+        let headers = BeaconHeaders {
+            node: self.me.id,
+            seq,
+            date: SystemTime::now(),
+            cert_der: hand.then_some(cert.as_slice()),
+            protocol: hand.then_some(PROTOCOL_VERSION),
+            software: hand.then_some(SOFTWARE),
+            queue: matches!(message, Message::Idle { .. }).then_some(self.queue),
+            slots: hand.then_some(if self.cfg.node.role.computes() {
+                self.cfg.share.slots
+            } else {
+                0
+            }),
+        };
+        let identity = &self.identity;
+        let datagram = beacon::build(self.price, message, &headers, |m| identity.sign(m));
+        for dest in &self.destinations {
+            if let Err(e) = self.udp.send_to(&datagram, dest).await {
+                debug!(%dest, error = %e, "beacon send failed");
+            }
+        }
+    }
+
+    async fn send_hand(&mut self) {
+        let is_client = self.cfg.node.role.submits();
+        let hand = Hand {
+            addr: self.me.addr,
+            power: self.me.power,
+            arch: self.me.arch.clone(),
+            is_client,
+            remaining_bounty: is_client.then_some(self.remaining_bounty()),
+        };
+        self.broadcast(Message::Hand(hand), true).await;
+    }
+
+    async fn send_idle(&mut self) {
+        let idle = self.idle && self.cfg.node.role.computes();
+        self.broadcast(Message::Idle { idle }, false).await;
+    }
+
+    async fn send_leave(&mut self) {
+        // Twice: a lost Leave would leave peers waiting for expiry.
+        for _ in 0..2 {
+            self.broadcast(Message::Leave { addr: self.me.addr }, false)
+                .await;
+        }
+    }
+
+    /// Grant + earned - spent, as far as this node knows.
+    fn remaining_bounty(&self) -> Bounty {
+        let earned = self.earned_total();
+        self.cfg
+            .market
+            .grant
+            .checked_add(earned)
+            .unwrap_or(self.cfg.market.grant)
+            .saturating_sub(self.client.spent)
+    }
+
+    fn earned_total(&self) -> Bounty {
+        let Some(c) = &self.compute else {
+            return Bounty::ZERO;
+        };
+        let Ok(earned) = c.stats.earned.lock() else {
+            return Bounty::ZERO;
+        };
+        earned
+            .values()
+            .fold(Bounty::ZERO, |a, b| a.checked_add(*b).unwrap_or(a))
+    }
+
+    async fn on_control(&mut self, req: ControlRequest) {
+        match req.request {
+            Request::Status => {
+                let _ = req.reply.send(self.status()).await;
+            }
+            Request::Submit(submit) => {
+                if !self.cfg.node.role.submits() {
+                    let _ = req.reply.send(json!({"event": "rejected", "error": "this node's role does not submit jobs"})).await;
+                    return;
+                }
+                let balance = self.remaining_bounty();
+                let now = self.now_ms();
+                self.client.submit(submit, req.reply, balance, now).await;
+            }
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let now = self.now_ms();
+        let peers: Vec<serde_json::Value> = self
+            .book
+            .peers()
+            .map(|p| {
+                let mut v = serde_json::to_value(p).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert(
+                        "last_seen_ms_ago".into(),
+                        json!(now.saturating_sub(p.last_seen_ms)),
+                    );
+                }
+                v
+            })
+            .collect();
+        let drops: serde_json::Map<String, serde_json::Value> = beacon::DropReason::ALL
+            .iter()
+            .map(|r| {
+                (
+                    r.as_str().to_string(),
+                    json!(self.book.drops().get(r).copied().unwrap_or(0)),
+                )
+            })
+            .collect();
+        json!({
+            "node": {
+                "id": self.me.id.to_string(),
+                "name": self.me.name,
+                "role": self.cfg.node.role,
+                "addr": self.me.addr.to_string(),
+                "power": self.me.power,
+                "arch": self.me.arch.to_string(),
+                "software": SOFTWARE,
+                "protocol": PROTOCOL_VERSION,
+                "uptime_ms": now,
+                "transport": self.transport.name(),
+            },
+            "market": { "price": self.price.to_string() },
+            "balance": {
+                "grant": self.cfg.market.grant.to_string(),
+                "earned": self.earned_total().to_string(),
+                "spent": self.client.spent.to_string(),
+                "remaining": self.remaining_bounty().to_string(),
+            },
+            "compute": self.compute.as_ref().map(|c| {
+                use std::sync::atomic::Ordering::Relaxed;
+                json!({
+                    "slots": self.cfg.share.slots,
+                    "load": c.load(),
+                    "tasks_done": c.stats.tasks_done.load(Relaxed),
+                    "tasks_failed": c.stats.tasks_failed.load(Relaxed),
+                    "tasks_refused": c.stats.tasks_refused.load(Relaxed),
+                    "bad_frames": c.stats.bad_frames.load(Relaxed),
+                })
+            }),
+            "jobs": { "active": self.client.active_jobs(), "tasks_in_pool": self.client.in_pool() },
+            "peers": peers,
+            "dropped_beacons": drops,
+        })
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,342 @@
+use lppsp_core::component::{
+    Constraints, PeerView, PendingTask, PlacementRequest, Plan, Scheduler, Unplaced,
+};
+use lppsp_core::money::{Bounty, Price};
+use lppsp_core::node_id::NodeId;
+use lppsp_core::wire::Arch;
+
+use super::*;
+
+fn id(n: u8) -> NodeId {
+    NodeId::from_bytes([0, 0, 0, 0, 0, 0, 0, n])
+}
+
+const CLIENT: u8 = 0xCC;
+
+/// A suitable x86_64 compute node of 1000 MFLOPS with one free slot.
+fn peer(n: u8) -> PeerView {
+    PeerView {
+        id: id(n),
+        addr: "127.0.0.1:47101".parse().unwrap(),
+        power: 1000,
+        arch: Arch::new("x86_64").unwrap(),
+        compute: true,
+        compatible: true,
+        free_slots: 1,
+        queue: 0,
+        avg_task_micros: None,
+    }
+}
+
+/// A node of `power` MFLOPS whose tasks took `micros` on average.
+fn timed(n: u8, power: u64, micros: Option<u64>, slots: u32) -> PeerView {
+    PeerView {
+        power,
+        avg_task_micros: micros,
+        free_slots: slots,
+        ..peer(n)
+    }
+}
+
+fn with(n: u8, f: impl FnOnce(&mut PeerView)) -> PeerView {
+    let mut p = peer(n);
+    f(&mut p);
+    p
+}
+
+fn tasks(n: u64) -> Vec<PendingTask> {
+    (0..n)
+        .map(|task| PendingTask {
+            task,
+            attempts: 0,
+            avoid: Vec::new(),
+        })
+        .collect()
+}
+
+fn units(n: u64) -> Bounty {
+    Bounty::from_units(n).unwrap()
+}
+
+/// Price 1, one second per task by default: a task costs power x seconds.
+fn request<'a>(
+    peers: &'a [PeerView],
+    pending: &'a [PendingTask],
+    constraints: &'a Constraints,
+    budget: Bounty,
+) -> PlacementRequest<'a> {
+    PlacementRequest {
+        client: id(CLIENT),
+        peers,
+        price: Price::from_units(1).unwrap(),
+        budget_left: budget,
+        est_task_micros: 1_000_000,
+        pending,
+        constraints,
+    }
+}
+
+fn rich() -> Bounty {
+    units(1_000_000_000)
+}
+
+fn nodes(plan: &Plan) -> Vec<u8> {
+    plan.placements
+        .iter()
+        .map(|p| p.node.as_bytes()[7])
+        .collect()
+}
+
+fn place(peers: &[PeerView], n: u64, c: &Constraints) -> Plan {
+    PriceAware::new().place(&request(peers, &tasks(n), c, rich()))
+}
+
+#[test]
+fn cheapest_node_slots_fill_first() {
+    let peers = [
+        timed(1, 1000, Some(2_000_000), 2), // 2000 per task
+        timed(2, 2000, Some(500_000), 2),   // 1000 per task
+        timed(3, 500, None, 2),             // 500 per task (estimate)
+    ];
+    let plan = place(&peers, 7, &Constraints::default());
+    assert_eq!(nodes(&plan), [3, 3, 2, 2, 1, 1]);
+    assert_eq!(
+        plan.placements
+            .iter()
+            .map(|p| p.est_cost)
+            .collect::<Vec<_>>(),
+        [500, 500, 1000, 1000, 2000, 2000].map(units)
+    );
+    assert!(plan.placements.iter().all(|p| p.result_to == id(CLIENT)));
+    assert_eq!(plan.unplaced, vec![(6, Unplaced::AllBusy)]);
+}
+
+#[test]
+fn ties_go_to_power_then_queue_then_id() {
+    // (case, peers, expected ranking)
+    let cases: Vec<(&str, Vec<PeerView>, Vec<u8>)> = vec![
+        (
+            "same cost: the more powerful node first",
+            vec![
+                timed(1, 1000, Some(1_000_000), 1), // 1000
+                timed(2, 2000, Some(500_000), 1),   // 1000
+                timed(3, 4000, Some(250_000), 1),   // 1000
+            ],
+            vec![3, 2, 1],
+        ),
+        (
+            "same cost and power: the shorter queue first",
+            vec![
+                with(1, |p| p.queue = 5),
+                with(2, |p| p.queue = 0),
+                with(3, |p| p.queue = 2),
+            ],
+            vec![2, 3, 1],
+        ),
+        (
+            "all equal: NodeId order",
+            vec![peer(9), peer(4), peer(6)],
+            vec![4, 6, 9],
+        ),
+        (
+            "cost beats power and queue",
+            vec![
+                timed(1, 8000, Some(1_000_000), 1), // 8000
+                with(2, |p| p.queue = 50),          // 1000
+                timed(3, 1000, Some(1_500_000), 1), // 1500
+            ],
+            vec![2, 3, 1],
+        ),
+    ];
+    for (case, peers, want) in cases {
+        let c = Constraints::default();
+        let pending = tasks(0);
+        let req = request(&peers, &pending, &c, rich());
+        let ranked: Vec<u8> = rank(&req).iter().map(|c| c.id().as_bytes()[7]).collect();
+        assert_eq!(ranked, want, "{case}");
+        assert_eq!(nodes(&place(&peers, 3, &c)), want, "{case}");
+    }
+}
+
+#[test]
+fn before_any_measurement_cost_follows_power() {
+    // Every node is assumed to take est_task_micros, so the weaker node is
+    // the cheaper one until measured times come in.
+    let peers = [timed(1, 4000, None, 1), timed(2, 1000, None, 1)];
+    assert_eq!(nodes(&place(&peers, 2, &Constraints::default())), [2, 1]);
+}
+
+#[test]
+fn suitability_and_reasons_table() {
+    let arm = || Arch::new("aarch64").unwrap();
+    let riscv = || Arch::new("riscv64").unwrap();
+    #[allow(clippy::type_complexity)]
+    let cases: Vec<(&str, Vec<PeerView>, Constraints, Vec<u8>, Option<Unplaced>)> = vec![
+        (
+            "empty book",
+            vec![],
+            Constraints::default(),
+            vec![],
+            Some(Unplaced::NoComputeNodes),
+        ),
+        (
+            "only non-compute or incompatible nodes",
+            vec![
+                with(1, |p| p.compute = false),
+                with(2, |p| p.compatible = false),
+            ],
+            Constraints::default(),
+            vec![],
+            Some(Unplaced::NoComputeNodes),
+        ),
+        (
+            "arch constraint: the cheap node of the wrong arch is not used",
+            vec![
+                timed(1, 10, None, 2),
+                with(2, |p| {
+                    p.arch = arm();
+                    p.free_slots = 2;
+                }),
+            ],
+            Constraints {
+                arch: Some(arm()),
+                min_power: 0,
+            },
+            vec![2, 2],
+            Some(Unplaced::AllBusy),
+        ),
+        (
+            "no node of the arch",
+            vec![peer(1)],
+            Constraints {
+                arch: Some(riscv()),
+                min_power: 0,
+            },
+            vec![],
+            Some(Unplaced::NoNodeOfArch(riscv())),
+        ),
+        (
+            "min power: the cheap weak node is not used",
+            vec![timed(1, 10, None, 3), timed(2, 3000, None, 1)],
+            Constraints {
+                arch: None,
+                min_power: 2000,
+            },
+            vec![2],
+            Some(Unplaced::AllBusy),
+        ),
+        (
+            "below min power",
+            vec![peer(1)],
+            Constraints {
+                arch: None,
+                min_power: 1500,
+            },
+            vec![],
+            Some(Unplaced::BelowMinPower(1500)),
+        ),
+        (
+            "busy cheap node skipped",
+            vec![timed(1, 10, None, 0), timed(2, 1000, None, 1)],
+            Constraints::default(),
+            vec![2],
+            Some(Unplaced::AllBusy),
+        ),
+        (
+            "all busy",
+            vec![timed(1, 10, None, 0), timed(2, 1000, None, 0)],
+            Constraints::default(),
+            vec![],
+            Some(Unplaced::AllBusy),
+        ),
+    ];
+    for (case, peers, c, want_nodes, want_reason) in cases {
+        let plan = place(&peers, 3, &c);
+        assert_eq!(nodes(&plan), want_nodes, "{case}");
+        let placed = want_nodes.len();
+        assert_eq!(plan.unplaced.len(), 3 - placed, "{case}");
+        for (i, (task, reason)) in plan.unplaced.iter().enumerate() {
+            assert_eq!(*task, (placed + i) as u64, "{case}");
+            assert_eq!(Some(reason), want_reason.as_ref(), "{case}");
+        }
+    }
+}
+
+#[test]
+fn avoid_list_is_honoured_but_never_blocks() {
+    let peers = [
+        timed(1, 100, None, 2), // cheapest
+        timed(2, 200, None, 1), // next
+        timed(3, 300, None, 1), // dearest
+    ];
+    let c = Constraints::default();
+    let mut pending = tasks(4);
+    pending[0].avoid = vec![id(1)];
+    pending[1].avoid = vec![id(1), id(2), id(3)];
+    pending[2].avoid = vec![id(1)];
+    // Task 0 skips 1 for 2; task 1 avoids everything, so it takes the
+    // cheapest with room (1); task 2 avoids 1 and 2 is full, so it takes 3;
+    // task 3 takes 1's last slot.
+    let plan = PriceAware::new().place(&request(&peers, &pending, &c, rich()));
+    assert_eq!(nodes(&plan), [2, 1, 3, 1]);
+    assert!(plan.unplaced.is_empty());
+}
+
+#[test]
+fn stops_when_the_budget_is_short() {
+    let peers = [
+        timed(1, 500, None, 2),  // 500 per task
+        timed(2, 1000, None, 2), // 1000 per task
+    ];
+    let c = Constraints::default();
+    let pending = tasks(5);
+    // 500 + 500 + 1000 = 2000, then node 2 needs 1000 of the 800 left.
+    let plan = PriceAware::new().place(&request(&peers, &pending, &c, units(2800)));
+    assert_eq!(nodes(&plan), [1, 1, 2]);
+    let short = Unplaced::BudgetShort {
+        needed: units(1000),
+        left: units(800),
+    };
+    assert_eq!(plan.unplaced, vec![(3, short.clone()), (4, short)]);
+
+    // Fractional amounts are exact: price 0.000001, 1 MFLOPS, 1 s = 0.000001.
+    let peers = [timed(1, 1, None, 3)];
+    let pending = tasks(3);
+    let mut req = request(&peers, &pending, &c, Bounty::from_micros(2));
+    req.price = Price::from_micros(1);
+    let plan = PriceAware::new().place(&req);
+    assert_eq!(plan.placements.len(), 2);
+    assert_eq!(
+        plan.unplaced,
+        vec![(
+            2,
+            Unplaced::BudgetShort {
+                needed: Bounty::from_micros(1),
+                left: Bounty::ZERO
+            }
+        )]
+    );
+}
+
+#[test]
+fn output_is_deterministic_and_ignores_book_order() {
+    let peers = [
+        timed(4, 1000, Some(900_000), 2),
+        timed(2, 1000, Some(900_000), 1),
+        timed(9, 700, None, 2),
+        with(1, |p| p.compute = false),
+    ];
+    let mut reversed = peers.clone();
+    reversed.reverse();
+    let c = Constraints::default();
+    let pending = tasks(6);
+    let mut s = PriceAware::new();
+    let a = s.place(&request(&peers, &pending, &c, rich()));
+    let b = s.place(&request(&reversed, &pending, &c, rich()));
+    let again = s.place(&request(&peers, &pending, &c, rich()));
+    assert_eq!(a, b);
+    assert_eq!(a, again);
+    assert_eq!(nodes(&a), [9, 9, 2, 4, 4]);
+    assert_eq!(a.unplaced, vec![(5, Unplaced::AllBusy)]);
+    assert_eq!(s.name(), "price-aware");
+}

@@ -1,0 +1,61 @@
+//! `lppsp node`: run a node in the foreground.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use lppsp_core::config::NodeConfig;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args)]
+pub struct NodeArgs {
+    /// The node's config file (TOML; see docs/config.md).
+    #[arg(long, short)]
+    config: PathBuf,
+}
+
+pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    let cfg = NodeConfig::load(&args.config)?;
+    let registry = Arc::new(crate::registry::builtin());
+    registry
+        .check(&cfg)
+        .with_context(|| format!("{}", args.config.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone());
+        lppsp_runtime::node::run(cfg, registry, shutdown).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGINT and SIGTERM stop the node gracefully (it sends Leave first).
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                tracing::warn!("cannot install signal handlers; stop the node with SIGKILL");
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: leaving"),
+                _ = int.recv() => tracing::info!("SIGINT: leaving"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        shutdown.cancel();
+    });
+}

@@ -1,0 +1,95 @@
+//! `lppsp status`: ask a running local node for its book, market and counters.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use lppsp_runtime::control::{self, Request};
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// The node's control endpoint.
+    #[arg(long, default_value = "127.0.0.1:47102")]
+    control: SocketAddr,
+    /// Print the raw JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let replies = rt
+        .block_on(control::call(args.control, &Request::Status))
+        .with_context(|| format!("asking the node at {} (is it running?)", args.control))?;
+    let status = replies
+        .into_iter()
+        .next()
+        .context("the node sent no status")?;
+    if let Some(err) = status.get("error") {
+        anyhow::bail!("node: {err}");
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_status(&status);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn s(v: &serde_json::Value, key: &str) -> String {
+    match v.get(key) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Null) | None => "-".into(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn print_status(st: &serde_json::Value) {
+    let node = &st["node"];
+    println!(
+        "node {} ({})  {}  {} MFLOPS  {}  role {}  {}",
+        s(node, "id"),
+        s(node, "name"),
+        s(node, "addr"),
+        s(node, "power"),
+        s(node, "arch"),
+        s(node, "role"),
+        s(node, "software")
+    );
+    println!("price {}", s(&st["market"], "price"));
+    let empty = Vec::new();
+    let peers = st["peers"].as_array().unwrap_or(&empty);
+    println!("\n{} peers", peers.len());
+    if !peers.is_empty() {
+        println!(
+            "{:<16}  {:<21}  {:>8}  {:<8}  {:<6}  {:<5}  {:>5}  {:<13}  {:>9}",
+            "ID", "ADDR", "MFLOPS", "ARCH", "CLIENT", "IDLE", "QUEUE", "SOFTWARE", "SEEN (ms)"
+        );
+        for p in peers {
+            let sw = if p["compatible"].as_bool() == Some(false) {
+                format!("{} (incompatible)", s(p, "software"))
+            } else {
+                s(p, "software")
+            };
+            println!(
+                "{:<16}  {:<21}  {:>8}  {:<8}  {:<6}  {:<5}  {:>5}  {:<13}  {:>9}",
+                s(p, "id"),
+                s(p, "addr"),
+                s(p, "power"),
+                s(p, "arch"),
+                s(p, "is_client"),
+                s(p, "idle"),
+                s(p, "queue"),
+                sw,
+                s(p, "last_seen_ms_ago")
+            );
+        }
+    }
+    if let Some(drops) = st["dropped_beacons"].as_object() {
+        let list: Vec<String> = drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("\ndropped beacons: {}", list.join(", "));
+    }
+}

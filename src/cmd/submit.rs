@@ -1,0 +1,243 @@
+//! `lppsp submit`: send a job to the local node, follow it, print the result.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use lppsp_core::money::Bounty;
+use lppsp_runtime::client::{InputSpec, SubmitRequest};
+use lppsp_runtime::control::{self, Request};
+
+/// Exit code when the budget ran out (DESIGN 4.7).
+pub const EXIT_INSUFFICIENT_BOUNTY: u8 = 3;
+/// Exit code when a task kept failing.
+pub const EXIT_TASK_FAILED: u8 = 4;
+/// Exit code when the node refused the job as submitted.
+pub const EXIT_REJECTED: u8 = 5;
+
+#[derive(Args)]
+pub struct SubmitArgs {
+    /// The local node's control endpoint.
+    #[arg(long, default_value = "127.0.0.1:47102")]
+    pub control: SocketAddr,
+    /// Kernel to run (`lppsp kernels` lists the built-in ones).
+    #[arg(long)]
+    pub kernel: String,
+    /// Tasks START..END: task i gets i (u64 LE) as input.
+    #[arg(long, value_name = "START..END", conflicts_with_all = ["spans", "files", "random"])]
+    pub range: Option<String>,
+    /// With --range: u64 values appended to every task's input (e.g. the
+    /// sample count of w2-monte-carlo-pi).
+    #[arg(long, value_name = "U64")]
+    pub extra: Vec<u64>,
+    /// Tasks covering START..END in spans of STEP: each gets lo and hi.
+    #[arg(long, value_name = "START..END/STEP", conflicts_with_all = ["files", "random"])]
+    pub spans: Option<String>,
+    /// One task per file, the file's bytes as input.
+    #[arg(long, num_args = 1.., conflicts_with = "random")]
+    pub files: Vec<PathBuf>,
+    /// COUNT tasks of SIZE pseudo-random bytes each.
+    #[arg(long, value_name = "COUNTxSIZE")]
+    pub random: Option<String>,
+    /// Most bounty the job may spend (default: all the node has).
+    #[arg(long)]
+    pub budget: Option<Bounty>,
+    /// Run only on this architecture.
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Run only on nodes of at least this many MFLOPS.
+    #[arg(long, default_value_t = 0)]
+    pub min_power: u64,
+    /// Placements a task may fail before the job fails.
+    #[arg(long, default_value_t = 3)]
+    pub attempts: u32,
+    /// Seconds a task may run before it is placed elsewhere.
+    #[arg(long, default_value_t = 600)]
+    pub task_timeout: u64,
+    /// Print JSON lines (every event) instead of a progress bar and summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_range(s: &str) -> anyhow::Result<(u64, u64)> {
+    let (a, b) = s.split_once("..").context("expected START..END")?;
+    Ok((
+        a.trim().parse().context("START")?,
+        b.trim().parse().context("END")?,
+    ))
+}
+
+impl SubmitArgs {
+    pub fn request(&self) -> anyhow::Result<SubmitRequest> {
+        let inputs = if let Some(r) = &self.range {
+            let (start, end) = parse_range(r).with_context(|| format!("--range {r}"))?;
+            InputSpec::Range {
+                start,
+                end,
+                extra: self.extra.clone(),
+            }
+        } else if let Some(s) = &self.spans {
+            let (range, step) = s
+                .split_once('/')
+                .with_context(|| format!("--spans {s}: expected START..END/STEP"))?;
+            let (start, end) = parse_range(range).with_context(|| format!("--spans {s}"))?;
+            InputSpec::Spans {
+                start,
+                end,
+                step: step.parse().with_context(|| format!("--spans {s}: STEP"))?,
+            }
+        } else if !self.files.is_empty() {
+            let paths = self
+                .files
+                .iter()
+                .map(|p| std::path::absolute(p).with_context(|| format!("{}", p.display())))
+                .collect::<anyhow::Result<_>>()?;
+            InputSpec::Files { paths }
+        } else if let Some(r) = &self.random {
+            let (count, size) = r
+                .split_once('x')
+                .with_context(|| format!("--random {r}: expected COUNTxSIZE"))?;
+            InputSpec::Random {
+                count: count.parse()?,
+                size: size.parse()?,
+                seed: 1,
+            }
+        } else {
+            bail!("give the task inputs: --range, --spans, --files or --random");
+        };
+        Ok(SubmitRequest {
+            kernel: self.kernel.clone(),
+            inputs,
+            budget: self.budget,
+            arch: self.arch.clone(),
+            min_power: self.min_power,
+            max_attempts: self.attempts,
+            task_timeout_s: self.task_timeout,
+            est_task_ms: 10,
+        })
+    }
+}
+
+/// Submits `req` and follows it; returns the final event.
+pub fn follow(
+    control_addr: SocketAddr,
+    req: SubmitRequest,
+    json: bool,
+) -> anyhow::Result<serde_json::Value> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let show_bar = !json && std::io::stderr().is_terminal();
+    let bar = ProgressBar::hidden();
+    if show_bar {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} tasks  {per_sec}  {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+    }
+    let mut last = serde_json::Value::Null;
+    rt.block_on(control::call_streaming(
+        control_addr,
+        &Request::Submit(req),
+        |v| {
+            if json {
+                println!("{v}");
+            }
+            match v["event"].as_str() {
+                Some("accepted") => bar.set_length(v["tasks"].as_u64().unwrap_or(0)),
+                Some("progress") => {
+                    let p = &v["progress"];
+                    bar.set_position(p["done"].as_u64().unwrap_or(0));
+                    let waiting = v["waiting"].as_array().map(|w| w.len()).unwrap_or(0);
+                    let mut msg = format!("spent {}", p["spent"].as_str().unwrap_or("0"));
+                    if waiting > 0 && p["in_flight"].as_u64() == Some(0) {
+                        msg = format!("waiting: {}", v["waiting"][0].as_str().unwrap_or(""));
+                    }
+                    bar.set_message(msg);
+                }
+                _ => {}
+            }
+            last = v;
+        },
+    ))
+    .with_context(|| format!("talking to the node at {control_addr} (is it running?)"))?;
+    bar.finish_and_clear();
+    Ok(last)
+}
+
+/// Prints the final event for people; returns the exit code.
+pub fn summarize(last: &serde_json::Value) -> ExitCode {
+    match last["event"].as_str() {
+        Some("done") => {
+            let p = &last["progress"];
+            println!(
+                "job {} done in {:.2} s",
+                last["job"].as_str().unwrap_or("?"),
+                last["elapsed_s"].as_f64().unwrap_or(0.0)
+            );
+            println!("result: {}", last["result"].as_str().unwrap_or(""));
+            println!(
+                "tasks: {} (retried {}, duplicates ignored {}); spent {} of {}",
+                p["total"],
+                p["retries"],
+                p["duplicates"],
+                p["spent"].as_str().unwrap_or("0"),
+                p["budget"].as_str().unwrap_or("?")
+            );
+            if let Some(nodes) = last["nodes"].as_object() {
+                for (id, t) in nodes {
+                    println!(
+                        "  node {id}: {} tasks, charged {}",
+                        t["tasks_done"],
+                        t["charged"].as_str().unwrap_or("0")
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Some("failed") => {
+            eprintln!("job failed: {}", last["error"].as_str().unwrap_or("?"));
+            match last["code"].as_str() {
+                Some("insufficient_bounty") => ExitCode::from(EXIT_INSUFFICIENT_BOUNTY),
+                Some("task_failed") => ExitCode::from(EXIT_TASK_FAILED),
+                _ => ExitCode::FAILURE,
+            }
+        }
+        Some("rejected") => {
+            eprintln!("job rejected: {}", last["error"].as_str().unwrap_or("?"));
+            ExitCode::from(EXIT_REJECTED)
+        }
+        _ => {
+            eprintln!("the node closed the connection before the job ended");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
+    let req = args.request()?;
+    let last = follow(args.control, req, args.json)?;
+    if args.json {
+        // The events are printed; the exit code still tells the outcome.
+        let code = summarize_code(&last);
+        return Ok(code);
+    }
+    Ok(summarize(&last))
+}
+
+fn summarize_code(last: &serde_json::Value) -> ExitCode {
+    match (last["event"].as_str(), last["code"].as_str()) {
+        (Some("done"), _) => ExitCode::SUCCESS,
+        (Some("failed"), Some("insufficient_bounty")) => ExitCode::from(EXIT_INSUFFICIENT_BOUNTY),
+        (Some("failed"), Some("task_failed")) => ExitCode::from(EXIT_TASK_FAILED),
+        (Some("rejected"), _) => ExitCode::from(EXIT_REJECTED),
+        _ => ExitCode::FAILURE,
+    }
+}
