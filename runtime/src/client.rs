@@ -187,6 +187,11 @@ pub struct Client {
     scheduler: Box<dyn Scheduler>,
     executor: Arc<dyn Executor>,
     job_seq: u64,
+    /// Nodes whose link failed, held out of placement until the given
+    /// monotonic ms: the book keeps a dead node until it expires, and
+    /// placing on it would only spend the tasks' retries.
+    down: HashMap<NodeId, u64>,
+    down_ms: u64,
     /// Bounty spent by finished jobs.
     pub spent: Bounty,
 }
@@ -199,6 +204,7 @@ impl Client {
         executor: Arc<dyn Executor>,
         net_tx: mpsc::UnboundedSender<NetEvent>,
         seed: u64,
+        down_ms: u64,
     ) -> Self {
         Self {
             me,
@@ -209,6 +215,8 @@ impl Client {
             scheduler,
             executor,
             job_seq: seed,
+            down: HashMap::new(),
+            down_ms,
             spent: Bounty::ZERO,
         }
     }
@@ -340,6 +348,13 @@ impl Client {
         }
     }
 
+    /// The link to `peer` failed or closed: its tasks go elsewhere and it
+    /// gets no new ones for a while.
+    pub fn on_link_lost(&mut self, peer: NodeId, now_ms: u64) {
+        self.down.insert(peer, now_ms.saturating_add(self.down_ms));
+        self.on_node_lost(peer);
+    }
+
     /// A compute node left the book or its connection closed.
     pub fn on_node_lost(&mut self, peer: NodeId) {
         self.links.remove(&peer);
@@ -354,9 +369,10 @@ impl Client {
         }
     }
 
-    fn peer_views(&self, book: &Book, tracker: &JobTracker) -> Vec<PeerView> {
+    fn peer_views(&self, now_ms: u64, book: &Book, tracker: &JobTracker) -> Vec<PeerView> {
         book.peers()
             .filter(|p| p.id != self.me)
+            .filter(|p| self.down.get(&p.id).is_none_or(|until| now_ms >= *until))
             .map(|p| {
                 let avg = tracker.avg_micros_on(&p.id);
                 let per_task = avg.unwrap_or_else(|| tracker.est_task_micros()).max(1);
@@ -386,13 +402,14 @@ impl Client {
     /// Runs the scheduler for every job, sends what it decided, and reports
     /// progress and results to the submitters.
     pub async fn schedule(&mut self, now_ms: u64, book: &Book, price: Price) {
+        self.down.retain(|_, until| now_ms < *until);
         let ids: Vec<JobId> = self.jobs.keys().copied().collect();
         for id in ids {
             let Some(job) = self.jobs.get(&id) else {
                 continue;
             };
             if !job.tracker.is_finished() {
-                let views = self.peer_views(book, &job.tracker);
+                let views = self.peer_views(now_ms, book, &job.tracker);
                 let free: usize = views.iter().map(|v| v.free_slots as usize).sum();
                 let pending = job.tracker.pending_tasks(free.max(1));
                 if !pending.is_empty() {
@@ -411,12 +428,12 @@ impl Client {
                     }
                 }
             }
-            self.flush_commands(id, book, price);
+            self.flush_commands(id, now_ms, book, price);
             self.report(id).await;
         }
     }
 
-    fn flush_commands(&mut self, id: JobId, book: &Book, price: Price) {
+    fn flush_commands(&mut self, id: JobId, now_ms: u64, book: &Book, price: Price) {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
@@ -468,9 +485,7 @@ impl Client {
             }
         }
         for node in lost {
-            if let Some(job) = self.jobs.get_mut(&id) {
-                job.tracker.on_node_lost(node);
-            }
+            self.on_link_lost(node, now_ms);
         }
     }
 

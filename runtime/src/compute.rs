@@ -47,12 +47,17 @@ struct Work {
     reply: mpsc::UnboundedSender<Frame>,
 }
 
+/// Cancel flags of tasks queued or running, by (client, job, task).
+type Running = Arc<Mutex<HashMap<(NodeId, JobId, u64), CancelFlag>>>;
+
 /// Counters the node reports in its status.
 #[derive(Debug, Default)]
 pub struct ComputeStats {
     pub tasks_done: AtomicU64,
     pub tasks_failed: AtomicU64,
     pub tasks_refused: AtomicU64,
+    /// Tasks stopped by a Cancel frame before they finished.
+    pub tasks_cancelled: AtomicU64,
     pub bad_frames: AtomicU64,
     /// Bounty earned, in micro-units, per client.
     pub earned: Mutex<BTreeMap<NodeId, Bounty>>,
@@ -65,7 +70,7 @@ pub struct ComputeService {
     queue: std::sync::mpsc::Sender<Work>,
     /// Tasks queued or running.
     load: Arc<AtomicU64>,
-    running: Arc<Mutex<HashMap<(NodeId, JobId, u64), CancelFlag>>>,
+    running: Running,
     pub stats: Arc<ComputeStats>,
 }
 
@@ -188,8 +193,13 @@ impl ComputeService {
             Message::Cancel { job, task } => {
                 if let Ok(running) = self.running.lock() {
                     for ((c, j, t), flag) in running.iter() {
-                        if *c == client && *j == job && task.is_none_or(|x| x == *t) {
+                        if *c == client
+                            && *j == job
+                            && task.is_none_or(|x| x == *t)
+                            && !flag.is_cancelled()
+                        {
                             flag.cancel();
+                            self.stats.tasks_cancelled.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                 }
@@ -207,7 +217,7 @@ fn worker(
     limits: TaskLimits,
     power: u64,
     load: Arc<AtomicU64>,
-    running: Arc<Mutex<HashMap<(NodeId, JobId, u64), CancelFlag>>>,
+    running: Running,
     stats: Arc<ComputeStats>,
 ) {
     loop {

@@ -159,6 +159,10 @@ async fn run_inner(
     let scheduler = registry
         .scheduler(&cfg.scheduler)
         .map_err(|e| NodeError::Startup(e.to_string()))?;
+    let expiry_ms = cfg
+        .network
+        .tick_ms
+        .saturating_mul(u64::from(cfg.network.expire_ticks) + 1);
     let client = Client::new(
         id,
         transport.clone(),
@@ -166,6 +170,7 @@ async fn run_inner(
         executor,
         net_tx,
         wall_ms(),
+        expiry_ms,
     );
 
     info!(
@@ -319,7 +324,10 @@ impl Driver {
     fn on_net(&mut self, ev: NetEvent) {
         match ev {
             NetEvent::Frame(peer, frame) => self.client.on_frame(peer, frame, &self.book),
-            NetEvent::Closed(peer) => self.client.on_node_lost(peer),
+            NetEvent::Closed(peer) => {
+                let now = self.now_ms();
+                self.client.on_link_lost(peer, now);
+            }
         }
     }
 
@@ -489,6 +497,7 @@ impl Driver {
                     "tasks_done": c.stats.tasks_done.load(Relaxed),
                     "tasks_failed": c.stats.tasks_failed.load(Relaxed),
                     "tasks_refused": c.stats.tasks_refused.load(Relaxed),
+                    "tasks_cancelled": c.stats.tasks_cancelled.load(Relaxed),
                     "bad_frames": c.stats.bad_frames.load(Relaxed),
                 })
             }),

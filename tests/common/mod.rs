@@ -1,0 +1,288 @@
+//! Shared harness for integration tests: a community CA in a temp dir and
+//! real `lppsp node` processes on loopback.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lppsp")
+}
+
+pub fn lppsp(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().expect("run lppsp")
+}
+
+/// A free TCP port on 127.0.0.1 (released before use; fine for tests).
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A community: a CA and the folder node files go in.
+pub struct Community {
+    pub dir: tempfile::TempDir,
+}
+
+impl Community {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = lppsp(&["ca", "init", dir.path().join("ca").to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "ca init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { dir }
+    }
+
+    pub fn ca_dir(&self) -> PathBuf {
+        self.dir.path().join("ca")
+    }
+
+    /// Issues a certificate for `name` and returns its NodeId.
+    pub fn issue(&self, name: &str) -> String {
+        let ca = self.ca_dir();
+        let out = lppsp(&[
+            "ca",
+            "issue",
+            name,
+            "--ca",
+            ca.to_str().unwrap(),
+            "--out",
+            self.dir.path().to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "ca issue: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split("node id ")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+}
+
+/// Ports of one node.
+#[derive(Clone, Copy, Debug)]
+pub struct Ports {
+    pub tls: u16,
+    pub beacon: u16,
+    pub control: u16,
+}
+
+impl Ports {
+    pub fn free() -> Self {
+        Self {
+            tls: free_tcp_port(),
+            beacon: free_udp_port(),
+            control: free_tcp_port(),
+        }
+    }
+    pub fn control_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.control))
+    }
+}
+
+/// Writes a config for `name` with static discovery to `peers`' beacon ports.
+pub fn write_config(
+    dir: &Path,
+    ca_dir: &Path,
+    name: &str,
+    ports: Ports,
+    peers: &[Ports],
+    extra: &str,
+) -> PathBuf {
+    let peer_list: Vec<String> = peers
+        .iter()
+        .map(|p| format!("\"127.0.0.1:{}\"", p.beacon))
+        .collect();
+    let text = format!(
+        r#"
+[node]
+name = "{name}"
+data_dir = "{name}-data"
+
+[identity]
+ca_cert = "{ca}"
+cert = "{name}.pem"
+key = "{name}.key"
+
+[network]
+listen = "127.0.0.1:{tls}"
+beacon_listen = "127.0.0.1:{beacon}"
+discovery = "static"
+static_peers = [{peers}]
+
+[control]
+listen = "127.0.0.1:{control}"
+{extra}
+"#,
+        ca = ca_dir.join("ca.pem").display(),
+        tls = ports.tls,
+        beacon = ports.beacon,
+        control = ports.control,
+        peers = peer_list.join(", "),
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A running node process; killed when dropped.
+pub struct NodeProc {
+    pub name: String,
+    pub child: Option<Child>,
+    pub ports: Ports,
+    pub log: PathBuf,
+}
+
+impl NodeProc {
+    pub fn start(config: &Path, name: &str, ports: Ports) -> Self {
+        let log = config.with_extension("log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(bin())
+            .args(["node", "--config", config.to_str().unwrap()])
+            .env("LPPSP_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn node");
+        Self {
+            name: name.into(),
+            child: Some(child),
+            ports,
+            log,
+        }
+    }
+
+    /// Waits until the control endpoint answers.
+    pub fn wait_ready(&self, timeout: Duration) {
+        let t = Instant::now();
+        while t.elapsed() < timeout {
+            if self.try_status().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("node {} not ready; log:\n{}", self.name, self.log_text());
+    }
+
+    pub fn try_status(&self) -> Option<serde_json::Value> {
+        control_call(self.ports.control_addr(), r#"{"op":"status"}"#)
+            .into_iter()
+            .next()
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        self.try_status()
+            .unwrap_or_else(|| panic!("status of {} failed; log:\n{}", self.name, self.log_text()))
+    }
+
+    pub fn peer_ids(&self) -> Vec<String> {
+        let st = self.status();
+        st["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn id(&self) -> String {
+        self.status()["node"]["id"].as_str().unwrap().to_string()
+    }
+
+    pub fn signal(&mut self, sig: i32) {
+        if let Some(c) = &self.child {
+            unsafe_kill(c.id(), sig);
+        }
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let t = Instant::now();
+        while t.elapsed() < timeout {
+            if let Some(c) = &mut self.child {
+                if let Ok(Some(st)) = c.try_wait() {
+                    return Some(st);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub const SIGKILL: i32 = 9;
+pub const SIGTERM: i32 = 15;
+
+fn unsafe_kill(pid: u32, sig: i32) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// Polls `f` every 25 ms until it is true or `timeout` passes; returns the time it took.
+pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let t = Instant::now();
+    loop {
+        if f() {
+            return Some(t.elapsed());
+        }
+        if t.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Sends one control request line and returns the reply lines.
+pub fn control_call(addr: SocketAddr, request: &str) -> Vec<serde_json::Value> {
+    use std::io::{BufRead, BufReader, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+    else {
+        return Vec::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    if stream.write_all(format!("{request}\n").as_bytes()).is_err() {
+        return Vec::new();
+    }
+    BufReader::new(stream)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect()
+}

@@ -1,0 +1,122 @@
+//! Issue: nodes that find and trust each other. Real `lppsp node`
+//! processes on loopback, with static discovery (several nodes per host).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn start_cluster(community: &Community, names: &[&str]) -> Vec<NodeProc> {
+    let ports: Vec<Ports> = names.iter().map(|_| Ports::free()).collect();
+    let mut nodes = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        community.issue(name);
+        let peers: Vec<Ports> = ports
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, p)| *p)
+            .collect();
+        let cfg = write_config(
+            community.dir.path(),
+            &community.ca_dir(),
+            name,
+            ports[i],
+            &peers,
+            "",
+        );
+        nodes.push(NodeProc::start(&cfg, name, ports[i]));
+    }
+    for n in &nodes {
+        n.wait_ready(Duration::from_secs(20));
+    }
+    nodes
+}
+
+#[test]
+fn three_nodes_discover_expire_and_leave() {
+    let community = Community::new();
+    let mut nodes = start_cluster(&community, &["alpha", "beta", "gamma"]);
+    let ids: Vec<String> = nodes.iter().map(|n| n.id()).collect();
+
+    // Each lists the other two within 2 s of all being up.
+    for (i, n) in nodes.iter().enumerate() {
+        let took = wait_for(Duration::from_secs(2), || {
+            let peers = n.peer_ids();
+            peers.len() == 2
+                && ids
+                    .iter()
+                    .enumerate()
+                    .all(|(j, id)| j == i || peers.contains(id))
+        });
+        assert!(
+            took.is_some(),
+            "{} did not list both peers in 2 s: {:?}\n{}",
+            n.name,
+            n.peer_ids(),
+            n.log_text()
+        );
+    }
+
+    // gamma is killed outright: the others drop it within 3 ticks + 1 s.
+    let gamma_id = ids[2].clone();
+    nodes[2].signal(SIGKILL);
+    for n in &nodes[..2] {
+        let took = wait_for(Duration::from_secs(4), || !n.peer_ids().contains(&gamma_id));
+        assert!(
+            took.is_some(),
+            "{} still lists killed gamma after 4 s",
+            n.name
+        );
+    }
+
+    // beta leaves gracefully: alpha drops it within 1 s (Leave beacon).
+    let beta_id = ids[1].clone();
+    assert!(nodes[0].peer_ids().contains(&beta_id));
+    nodes[1].signal(SIGTERM);
+    let took = wait_for(Duration::from_secs(1), || {
+        !nodes[0].peer_ids().contains(&beta_id)
+    });
+    assert!(
+        took.is_some(),
+        "alpha still lists beta 1 s after SIGTERM\n{}",
+        nodes[0].log_text()
+    );
+    let exit = nodes[1].wait_exit(Duration::from_secs(5));
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "beta did not exit cleanly on SIGTERM: {exit:?}"
+    );
+    assert!(nodes[1].log_text().contains("SIGTERM"));
+}
+
+#[test]
+fn status_shows_book_with_versions_and_counters() {
+    let community = Community::new();
+    let nodes = start_cluster(&community, &["one", "two"]);
+    let other = nodes[1].id();
+    wait_for(Duration::from_secs(3), || nodes[0].peer_ids().len() == 1).expect("discovery");
+    let st = nodes[0].status();
+    let peer = &st["peers"][0];
+    assert_eq!(peer["id"], other.as_str());
+    assert_eq!(peer["protocol"], "1.0");
+    assert!(peer["software"].as_str().unwrap().starts_with("lppsp/"));
+    assert_eq!(peer["compatible"], true);
+    assert!(peer["power"].as_u64().unwrap() > 0);
+    assert_eq!(
+        peer["addr"],
+        format!("127.0.0.1:{}", nodes[1].ports.tls).as_str()
+    );
+    assert!(st["dropped_beacons"]["foreign_ca"].is_u64());
+
+    // The human table names the peer too.
+    let out = lppsp(&[
+        "status",
+        "--control",
+        &nodes[0].ports.control_addr().to_string(),
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&other) && text.contains("1 peers"), "{text}");
+}

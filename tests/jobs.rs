@@ -1,0 +1,262 @@
+//! Issue: jobs end to end through a real 3-process cluster (1 client + 2
+//! compute nodes, mutual TLS on loopback).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+struct Cluster {
+    _community: Community,
+    client: NodeProc,
+    computes: Vec<NodeProc>,
+}
+
+fn cluster(computes: usize) -> Cluster {
+    let community = Community::new();
+    let mut names = vec!["client".to_string()];
+    names.extend((1..=computes).map(|i| format!("compute-{i}")));
+    let ports: Vec<Ports> = names.iter().map(|_| Ports::free()).collect();
+    let mut procs = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        community.issue(name);
+        let peers: Vec<Ports> = ports
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, p)| *p)
+            .collect();
+        let role = if i == 0 { "client" } else { "compute" };
+        let extra = "[share]\nslots = 1\n";
+        let cfg = write_config(
+            community.dir.path(),
+            &community.ca_dir(),
+            name,
+            ports[i],
+            &peers,
+            extra,
+        );
+        // role goes in [node]: rewrite the generated line.
+        let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+            "[node]\n",
+            &format!("[node]\nrole = \"{role}\"\n"),
+            1,
+        );
+        std::fs::write(&cfg, text).unwrap();
+        procs.push(NodeProc::start(&cfg, name, ports[i]));
+    }
+    for p in &procs {
+        p.wait_ready(Duration::from_secs(20));
+    }
+    let client = procs.remove(0);
+    wait_for(Duration::from_secs(5), || {
+        client.status()["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["slots"].as_u64() > Some(0))
+            .count()
+            == computes
+    })
+    .expect("client sees every compute node");
+    Cluster {
+        _community: community,
+        client,
+        computes: procs,
+    }
+}
+
+/// Runs `lppsp submit --json` and returns (exit code, every event).
+fn submit(client: &NodeProc, args: &[&str]) -> (i32, Vec<serde_json::Value>) {
+    let control = client.ports.control_addr().to_string();
+    let mut all = vec!["submit", "--json", "--control", &control];
+    all.extend_from_slice(args);
+    let out = Command::new(bin()).args(&all).output().unwrap();
+    let events = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    (out.status.code().unwrap_or(-1), events)
+}
+
+fn tasks_done_by_nodes(ev: &serde_json::Value) -> u64 {
+    ev["nodes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|t| t["tasks_done"].as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn w1_and_w2_give_the_reference_results() {
+    let c = cluster(2);
+    let (code, events) = submit(
+        &c.client,
+        &["--kernel", "w1-sum-squares", "--range", "0..10000"],
+    );
+    let last = events.last().unwrap();
+    assert_eq!(code, 0, "{last}\n{}", c.client.log_text());
+    assert_eq!(last["event"], "done");
+    assert_eq!(last["result"], "1291890006563070912");
+    assert_eq!(tasks_done_by_nodes(last), 10_000);
+    // Both compute nodes took part.
+    assert!(last["nodes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .all(|t| t["tasks_done"].as_u64().unwrap() > 0));
+
+    let (code, events) = submit(
+        &c.client,
+        &[
+            "--kernel",
+            "w2-monte-carlo-pi",
+            "--range",
+            "0..200",
+            "--extra",
+            "5000000",
+        ],
+    );
+    let last = events.last().unwrap();
+    assert_eq!(code, 0, "{last}");
+    let hits: u64 = (0..200)
+        .map(|i| lppsp_executor_builtin::w2_hits(i, 5_000_000))
+        .sum();
+    let result = last["result"].as_str().unwrap();
+    assert!(
+        result.contains(&format!("{hits} hits")),
+        "{result} vs {hits} hits"
+    );
+    let pi = 4.0 * hits as f64 / 1e9;
+    assert!((pi - std::f64::consts::PI).abs() < 1e-3, "pi = {pi}");
+
+    // The compute nodes were paid what the client was charged.
+    let spent = last["progress"]["spent"].as_str().unwrap().to_string();
+    let client_status = c.client.status();
+    assert!(
+        client_status["balance"]["spent"]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+            >= spent.parse::<f64>().unwrap()
+    );
+    let earned: f64 = c
+        .computes
+        .iter()
+        .map(|n| {
+            n.status()["balance"]["earned"]
+                .as_str()
+                .unwrap()
+                .parse::<f64>()
+                .unwrap()
+        })
+        .sum();
+    assert!(earned > 0.0);
+}
+
+#[test]
+fn a_compute_node_killed_mid_job_loses_nothing_and_counts_nothing_twice() {
+    let mut c = cluster(2);
+    let control = c.client.ports.control_addr().to_string();
+    let samples = 4_000_000u64;
+    let mut child = Command::new(bin())
+        .args([
+            "submit",
+            "--json",
+            "--control",
+            &control,
+            "--kernel",
+            "w2-monte-carlo-pi",
+            "--range",
+            "0..200",
+            "--extra",
+        ])
+        .arg(samples.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut killed = false;
+    let mut last = serde_json::Value::Null;
+    for line in BufReader::new(stdout).lines() {
+        let ev: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if !killed && ev["event"] == "progress" && ev["progress"]["done"].as_u64().unwrap() >= 20 {
+            c.computes[0].signal(SIGKILL);
+            killed = true;
+        }
+        last = ev;
+    }
+    let status = child.wait().unwrap();
+    assert!(killed, "the job ended before the kill");
+    assert!(status.success(), "{last}\n{}", c.client.log_text());
+    assert_eq!(last["event"], "done");
+    let hits: u64 = (0..200)
+        .map(|i| lppsp_executor_builtin::w2_hits(i, samples))
+        .sum();
+    assert!(
+        last["result"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{hits} hits")),
+        "{last}"
+    );
+    // Every task counted exactly once across the nodes.
+    assert_eq!(tasks_done_by_nodes(&last), 200, "{last}");
+    assert_eq!(last["progress"]["done"], 200);
+    assert!(
+        last["progress"]["retries"].as_u64().unwrap() >= 1,
+        "the killed node's tasks were placed again: {last}"
+    );
+}
+
+#[test]
+fn running_out_of_bounty_stops_the_job_and_cancels_running_tasks() {
+    let c = cluster(2);
+    let power = c.client.status()["peers"][0]["power"].as_u64().unwrap();
+    // Enough for about five tasks at the scheduler's first estimate (10 ms at price 1).
+    let budget = format!("{}", power * 5 / 100);
+    let (code, events) = submit(
+        &c.client,
+        &[
+            "--kernel",
+            "w2-monte-carlo-pi",
+            "--range",
+            "0..200",
+            "--extra",
+            "20000000",
+            "--budget",
+            &budget,
+        ],
+    );
+    let last = events.last().unwrap();
+    assert_eq!(
+        code, 3,
+        "distinct exit code for insufficient bounty: {last}"
+    );
+    assert_eq!(last["code"], "insufficient_bounty");
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap()
+            .contains("insufficient bounty"),
+        "{last}"
+    );
+    assert!(last["progress"]["done"].as_u64().unwrap() < 200);
+    let cancelled = wait_for(Duration::from_secs(5), || {
+        c.computes
+            .iter()
+            .map(|n| {
+                n.status()["compute"]["tasks_cancelled"]
+                    .as_u64()
+                    .unwrap_or(0)
+            })
+            .sum::<u64>()
+            >= 1
+    });
+    assert!(cancelled.is_some(), "no running task was cancelled");
+}
