@@ -50,7 +50,7 @@ type Io = BufReader<TcpStream>;
 type Stream = TlsStream<Io>;
 
 /// Socket read buffer under TLS.
-const SOCKET_READ_BUF: usize = 64 * 1024;
+const SOCKET_READ_BUF: usize = 256 * 1024;
 /// rustls's limit on buffered outgoing data; larger than its default
 /// (64 KiB) so that a large body goes out in large vectored writes.
 const TLS_BUFFER_LIMIT: usize = 1024 * 1024;
