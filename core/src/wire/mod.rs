@@ -30,7 +30,7 @@ use std::fmt;
 use bytes::Bytes;
 
 pub use decode::{decode_datagram, DecodeError, DecodeErrorKind, StreamDecoder};
-pub use encode::encode;
+pub use encode::{encode, encode_body_end, encode_chunk_size_line, encode_head};
 pub use message::{
     Arch, Endpoint, Hand, JobId, KernelName, Message, MessageError, RefuseReason,
     DEFAULT_BEACON_PORT, DEFAULT_TLS_PORT,

@@ -10,7 +10,8 @@ use std::io;
 use bytes::BytesMut;
 use lppsp_core::component::TransportError;
 use lppsp_core::wire::{
-    is_token, ChunkExtension, DecodeError, DecodeErrorKind, Frame, Limits, StreamDecoder, PROTOCOL,
+    encode_body_end, encode_chunk_size_line, encode_head, DecodeError, DecodeErrorKind, Frame,
+    Limits, StreamDecoder,
 };
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
@@ -110,7 +111,7 @@ impl<W: AsyncWrite + Unpin + Send> FrameSink<W> {
                         // A zero-size chunk would read as the last chunk.
                         continue;
                     }
-                    chunk_size_line(data.len(), &chunk.extensions, &mut self.buf);
+                    encode_chunk_size_line(data.len(), &chunk.extensions, &mut self.buf);
                     if data.len() >= DIRECT_MIN {
                         self.io.write_all(&self.buf).await?;
                         self.buf.clear();
@@ -124,11 +125,7 @@ impl<W: AsyncWrite + Unpin + Send> FrameSink<W> {
                         self.buf.clear();
                     }
                 }
-                self.buf.push(b'0');
-                write_extensions(&body.last_extensions, &mut self.buf);
-                self.buf.extend_from_slice(b"\r\n");
-                write_headers(body.trailers.iter(), &mut self.buf);
-                self.buf.extend_from_slice(b"\r\n");
+                encode_body_end(body, &mut self.buf);
             }
             if self.buf.len() >= WRITE_BATCH {
                 self.io.write_all(&self.buf).await?;
@@ -152,65 +149,13 @@ impl<W: AsyncWrite + Unpin + Send> FrameSink<W> {
     }
 }
 
-/// Everything up to and including the blank line after the headers; the
-/// same bytes [`lppsp_core::wire::encode`] writes.
-fn encode_head(frame: &Frame, out: &mut Vec<u8>) {
-    use std::io::Write as _;
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{PROTOCOL}/{}\r\n{}\r\n", frame.price, frame.message);
-    if frame.body.is_some() {
-        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-    }
-    write_headers(frame.headers.iter(), out);
-    out.extend_from_slice(b"\r\n");
-}
-
-fn write_headers<'a>(
-    headers: impl Iterator<Item = &'a lppsp_core::wire::Header>,
-    out: &mut Vec<u8>,
-) {
-    for h in headers {
-        out.extend_from_slice(h.name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
-fn chunk_size_line(len: usize, exts: &[ChunkExtension], out: &mut Vec<u8>) {
-    use std::io::Write as _;
-    let _ = write!(out, "{len:x}");
-    write_extensions(exts, out);
-    out.extend_from_slice(b"\r\n");
-}
-
-fn write_extensions(exts: &[ChunkExtension], out: &mut Vec<u8>) {
-    for e in exts {
-        out.push(b';');
-        out.extend_from_slice(e.name.as_bytes());
-        if let Some(v) = &e.value {
-            out.push(b'=');
-            if is_token(v) {
-                out.extend_from_slice(v.as_bytes());
-            } else {
-                out.push(b'"');
-                for b in v.bytes() {
-                    if b == b'"' || b == b'\\' {
-                        out.push(b'\\');
-                    }
-                    out.push(b);
-                }
-                out.push(b'"');
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use lppsp_core::wire::{encode, Body, Chunk, Headers, JobId, KernelName, Message};
+    use lppsp_core::wire::{
+        encode, Body, Chunk, ChunkExtension, Headers, JobId, KernelName, Message,
+    };
     use lppsp_core::Price;
 
     fn frames() -> Vec<Frame> {

@@ -65,6 +65,9 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// connections not yet taken by [`Transport::accept`]).
 pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 256;
 
+/// Largest `max_pending_handshakes` accepted.
+pub const MAX_PENDING_HANDSHAKES_LIMIT: usize = 65_536;
+
 /// Options from the `[transport]` section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TlsOptions {
@@ -105,7 +108,14 @@ impl TlsOptions {
                     out.handshake_timeout = Duration::from_millis(positive()?);
                 }
                 "max_pending_handshakes" => {
-                    out.max_pending_handshakes = usize::try_from(positive()?).unwrap_or(usize::MAX);
+                    let n = positive()?;
+                    if n > MAX_PENDING_HANDSHAKES_LIMIT as u64 {
+                        return Err(TransportError::Config(format!(
+                            "transport.{key}: at most {MAX_PENDING_HANDSHAKES_LIMIT}, got {n}"
+                        )));
+                    }
+                    // Bounded just above, so it fits.
+                    out.max_pending_handshakes = n as usize;
                 }
                 other => {
                     return Err(TransportError::Config(format!(

@@ -358,7 +358,7 @@ async fn truncated_frame_at_close_is_a_protocol_error() {
 async fn silent_peer_times_out_without_blocking_others() {
     let pki = Pki::new();
     let mut options = Options::new();
-    options.insert("handshake_timeout_ms".into(), toml::Value::Integer(300));
+    options.insert("handshake_timeout_ms".into(), toml::Value::Integer(1000));
     let b = TlsTransport::bind(pki.params(pki.good("b"), options))
         .await
         .unwrap();
@@ -392,6 +392,15 @@ async fn bad_options_and_identity_are_config_errors() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("positive integer"), "{err}");
+    let mut options = Options::new();
+    options.insert(
+        "max_pending_handshakes".into(),
+        toml::Value::Integer(1 << 40),
+    );
+    let err = TlsTransport::bind(pki.params(pki.good("a"), options))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("at most"), "{err}");
     let err = TlsTransport::bind(pki.params(pki.good("nobody"), Options::new()))
         .await
         .unwrap_err();
