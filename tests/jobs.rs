@@ -160,6 +160,41 @@ fn w1_and_w2_give_the_reference_results() {
 }
 
 #[test]
+fn inline_inputs_and_files_reach_the_kernel() {
+    let c = cluster(2);
+    let (code, events) = submit(
+        &c.client,
+        &["--kernel", "sha256", "--input", "abc", "--input", ""],
+    );
+    let last = events.last().unwrap();
+    assert_eq!(code, 0, "{last}");
+    let lines: Vec<&str> = last["result"].as_str().unwrap().lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        ]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("data.bin");
+    std::fs::write(&f, [1u8, 2, 3, 250]).unwrap();
+    let (code, events) = submit(
+        &c.client,
+        &["--kernel", "w3-byte-sum", "--files", f.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{:?}", events.last());
+    assert_eq!(events.last().unwrap()["result"], "256");
+    // An unknown kernel is rejected with its own exit code and a reason.
+    let (code, events) = submit(&c.client, &["--kernel", "no-such-kernel", "--input", "x"]);
+    assert_eq!(code, 5);
+    assert!(events.last().unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .contains("unknown kernel"));
+}
+
+#[test]
 fn a_compute_node_killed_mid_job_loses_nothing_and_counts_nothing_twice() {
     let mut c = cluster(2);
     let control = c.client.ports.control_addr().to_string();

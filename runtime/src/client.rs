@@ -54,6 +54,8 @@ pub enum InputSpec {
     Files { paths: Vec<PathBuf> },
     /// `count` tasks of `size` pseudo-random bytes (SplitMix64 from `seed`).
     Random { count: u64, size: u64, seed: u64 },
+    /// One task per string, its UTF-8 bytes as input.
+    Inline { inputs: Vec<String> },
 }
 
 impl InputSpec {
@@ -111,6 +113,17 @@ impl InputSpec {
                         Ok(Bytes::from(data))
                     })
                     .collect()
+            }
+            InputSpec::Inline { inputs } => {
+                check_count(inputs.len() as u64)?;
+                let total: u64 = inputs.iter().map(|s| s.len() as u64).sum();
+                if total > MAX_JOB_BYTES {
+                    return Err(format!("inputs exceed {MAX_JOB_BYTES} bytes"));
+                }
+                Ok(inputs
+                    .iter()
+                    .map(|s| Bytes::from(s.clone().into_bytes()))
+                    .collect())
             }
             InputSpec::Random { count, size, seed } => {
                 check_count(*count)?;

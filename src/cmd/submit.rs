@@ -28,21 +28,24 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub kernel: String,
     /// Tasks START..END: task i gets i (u64 LE) as input.
-    #[arg(long, value_name = "START..END", conflicts_with_all = ["spans", "files", "random"])]
+    #[arg(long, value_name = "START..END", conflicts_with_all = ["spans", "files", "random", "input"])]
     pub range: Option<String>,
     /// With --range: u64 values appended to every task's input (e.g. the
     /// sample count of w2-monte-carlo-pi).
     #[arg(long, value_name = "U64")]
     pub extra: Vec<u64>,
     /// Tasks covering START..END in spans of STEP: each gets lo and hi.
-    #[arg(long, value_name = "START..END/STEP", conflicts_with_all = ["files", "random"])]
+    #[arg(long, value_name = "START..END/STEP", conflicts_with_all = ["files", "random", "input"])]
     pub spans: Option<String>,
     /// One task per file, the file's bytes as input.
-    #[arg(long, num_args = 1.., conflicts_with = "random")]
+    #[arg(long, num_args = 1.., conflicts_with_all = ["random", "input"])]
     pub files: Vec<PathBuf>,
     /// COUNT tasks of SIZE pseudo-random bytes each.
-    #[arg(long, value_name = "COUNTxSIZE")]
+    #[arg(long, value_name = "COUNTxSIZE", conflicts_with = "input")]
     pub random: Option<String>,
+    /// One task per --input, the text's bytes as input (repeat it).
+    #[arg(long, value_name = "TEXT")]
+    pub input: Vec<String>,
     /// Most bounty the job may spend (default: all the node has).
     #[arg(long)]
     pub budget: Option<Bounty>,
@@ -106,8 +109,12 @@ impl SubmitArgs {
                 size: size.parse()?,
                 seed: 1,
             }
+        } else if !self.input.is_empty() {
+            InputSpec::Inline {
+                inputs: self.input.clone(),
+            }
         } else {
-            bail!("give the task inputs: --range, --spans, --files or --random");
+            bail!("give the task inputs: --range, --spans, --files, --random or --input");
         };
         Ok(SubmitRequest {
             kernel: self.kernel.clone(),
