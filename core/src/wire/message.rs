@@ -299,7 +299,7 @@ impl Message {
         };
         match kind {
             "Hand" => {
-                let f = f.expect("Hand", 5)?;
+                let f = f.arity("Hand", 5)?;
                 let is_client = f.parse_with(3, "Is_Client", parse_bool)?;
                 let remaining_bounty = match f.get(4) {
                     "NULL" => None,
@@ -320,19 +320,19 @@ impl Message {
                 }))
             }
             "Leave" => {
-                let f = f.expect("Leave", 1)?;
+                let f = f.arity("Leave", 1)?;
                 Ok(Message::Leave {
                     addr: f.parse(0, "IP")?,
                 })
             }
             "Idle" => {
-                let f = f.expect("Idle", 1)?;
+                let f = f.arity("Idle", 1)?;
                 Ok(Message::Idle {
                     idle: f.parse_with(0, "Is_Idle", parse_bool)?,
                 })
             }
             "Task" => {
-                let f = f.expect("Task", 3)?;
+                let f = f.arity("Task", 3)?;
                 Ok(Message::Task {
                     job: f.parse(0, "job")?,
                     task: f.parse_with(1, "task", parse_u64)?,
@@ -340,14 +340,14 @@ impl Message {
                 })
             }
             "Accept" => {
-                let f = f.expect("Accept", 2)?;
+                let f = f.arity("Accept", 2)?;
                 Ok(Message::Accept {
                     job: f.parse(0, "job")?,
                     task: f.parse_with(1, "task", parse_u64)?,
                 })
             }
             "Refuse" => {
-                let f = f.expect("Refuse", 3)?;
+                let f = f.arity("Refuse", 3)?;
                 Ok(Message::Refuse {
                     job: f.parse(0, "job")?,
                     task: f.parse_with(1, "task", parse_u64)?,
@@ -355,7 +355,7 @@ impl Message {
                 })
             }
             "Result" => {
-                let f = f.expect("Result", 3)?;
+                let f = f.arity("Result", 3)?;
                 Ok(Message::Result {
                     job: f.parse(0, "job")?,
                     task: f.parse_with(1, "task", parse_u64)?,
@@ -367,7 +367,7 @@ impl Message {
                 })
             }
             "Cancel" => {
-                let f = f.expect("Cancel", 2)?;
+                let f = f.arity("Cancel", 2)?;
                 Ok(Message::Cancel {
                     job: f.parse(0, "job")?,
                     task: match f.get(1) {
@@ -382,7 +382,7 @@ impl Message {
                 } else {
                     ("Commit", false)
                 };
-                let f = f.expect(name, 3)?;
+                let f = f.arity(name, 3)?;
                 let epoch = f.parse_with(0, "epoch", parse_u64)?;
                 let price = f.parse(1, "price")?;
                 let proposer = f.parse(2, "proposer")?;
@@ -401,7 +401,7 @@ impl Message {
                 })
             }
             "Vote" => {
-                let f = f.expect("Vote", 3)?;
+                let f = f.arity("Vote", 3)?;
                 Ok(Message::Vote {
                     epoch: f.parse_with(0, "epoch", parse_u64)?,
                     proposer: f.parse(1, "proposer")?,
@@ -413,7 +413,7 @@ impl Message {
                 })
             }
             "Receipt" => {
-                let f = f.expect("Receipt", 7)?;
+                let f = f.arity("Receipt", 7)?;
                 Ok(Message::Receipt {
                     job: f.parse(0, "job")?,
                     payer: f.parse(1, "payer")?,
@@ -521,7 +521,7 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn expect(self, kind: &'static str, n: usize) -> Result<Fields<'a>, MessageError> {
+    fn arity(self, kind: &'static str, n: usize) -> Result<Fields<'a>, MessageError> {
         if self.fields.len() != n {
             return Err(MessageError::FieldCount {
                 kind,
