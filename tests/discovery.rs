@@ -7,37 +7,15 @@ use std::time::Duration;
 
 use common::*;
 
-fn start_cluster(community: &Community, names: &[&str]) -> Vec<NodeProc> {
-    let ports: Vec<Ports> = names.iter().map(|_| Ports::free()).collect();
-    let mut nodes = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        community.issue(name);
-        let peers: Vec<Ports> = ports
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, p)| *p)
-            .collect();
-        let cfg = write_config(
-            community.dir.path(),
-            &community.ca_dir(),
-            name,
-            ports[i],
-            &peers,
-            "",
-        );
-        nodes.push(NodeProc::start(&cfg, name, ports[i]));
-    }
-    for n in &nodes {
-        n.wait_ready(Duration::from_secs(20));
-    }
-    nodes
+fn start_both(community: &Community, names: &[&str]) -> Vec<NodeProc> {
+    let nodes: Vec<(&str, &str)> = names.iter().map(|n| (*n, "both")).collect();
+    start_cluster(community, &nodes)
 }
 
 #[test]
 fn three_nodes_discover_expire_and_leave() {
     let community = Community::new();
-    let mut nodes = start_cluster(&community, &["alpha", "beta", "gamma"]);
+    let mut nodes = start_both(&community, &["alpha", "beta", "gamma"]);
     let ids: Vec<String> = nodes.iter().map(|n| n.id()).collect();
 
     // Each lists the other two within 2 s of all being up.
@@ -94,7 +72,7 @@ fn three_nodes_discover_expire_and_leave() {
 #[test]
 fn status_shows_book_with_versions_and_counters() {
     let community = Community::new();
-    let nodes = start_cluster(&community, &["one", "two"]);
+    let nodes = start_both(&community, &["one", "two"]);
     let other = nodes[1].id();
     wait_for(Duration::from_secs(3), || nodes[0].peer_ids().len() == 1).expect("discovery");
     let st = nodes[0].status();

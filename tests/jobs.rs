@@ -17,40 +17,10 @@ struct Cluster {
 
 fn cluster(computes: usize) -> Cluster {
     let community = Community::new();
-    let mut names = vec!["client".to_string()];
-    names.extend((1..=computes).map(|i| format!("compute-{i}")));
-    let ports: Vec<Ports> = names.iter().map(|_| Ports::free()).collect();
-    let mut procs = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        community.issue(name);
-        let peers: Vec<Ports> = ports
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, p)| *p)
-            .collect();
-        let role = if i == 0 { "client" } else { "compute" };
-        let extra = "[share]\nslots = 1\n";
-        let cfg = write_config(
-            community.dir.path(),
-            &community.ca_dir(),
-            name,
-            ports[i],
-            &peers,
-            extra,
-        );
-        // role goes in [node]: rewrite the generated line.
-        let text = std::fs::read_to_string(&cfg).unwrap().replacen(
-            "[node]\n",
-            &format!("[node]\nrole = \"{role}\"\n"),
-            1,
-        );
-        std::fs::write(&cfg, text).unwrap();
-        procs.push(NodeProc::start(&cfg, name, ports[i]));
-    }
-    for p in &procs {
-        p.wait_ready(Duration::from_secs(20));
-    }
+    let names: Vec<String> = (1..=computes).map(|i| format!("compute-{i}")).collect();
+    let mut nodes = vec![("client", "client")];
+    nodes.extend(names.iter().map(|n| (n.as_str(), "compute")));
+    let mut procs = start_cluster(&community, &nodes);
     let client = procs.remove(0);
     wait_for(Duration::from_secs(5), || {
         client.status()["peers"]

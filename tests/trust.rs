@@ -45,8 +45,8 @@ fn replayed_forged_and_unsigned_beacons_are_dropped_and_counted() {
     };
     let dir = community.dir.path();
     let ca = community.ca_dir();
-    let cfg_a = write_config(dir, &ca, "alice", pa, &[pb, spy_ports], "");
-    let cfg_b = write_config(dir, &ca, "bob", pb, &[pa], "");
+    let cfg_a = write_config(dir, &ca, "alice", "both", pa, &[pb, spy_ports]);
+    let cfg_b = write_config(dir, &ca, "bob", "both", pb, &[pa]);
     let mut alice = NodeProc::start(&cfg_a, "alice", pa);
     let bob = NodeProc::start(&cfg_b, "bob", pb);
     alice.wait_ready(Duration::from_secs(20));
@@ -135,17 +135,17 @@ fn foreign_ca_node_never_enters_a_book() {
         members.dir.path(),
         &members.ca_dir(),
         "member",
+        "both",
         pm,
         &[pi],
-        "",
     );
     let cfg_i = write_config(
         outsiders.dir.path(),
         &outsiders.ca_dir(),
         "intruder",
+        "both",
         pi,
         &[pm],
-        "",
     );
     let member = NodeProc::start(&cfg_m, "member", pm);
     let intruder = NodeProc::start(&cfg_i, "intruder", pi);

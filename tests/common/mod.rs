@@ -103,14 +103,15 @@ impl Ports {
     }
 }
 
-/// Writes a config for `name` with static discovery to `peers`' beacon ports.
+/// Writes a config for `name` in `role` (compute, client or both) with
+/// static discovery to `peers`' beacon ports.
 pub fn write_config(
     dir: &Path,
     ca_dir: &Path,
     name: &str,
+    role: &str,
     ports: Ports,
     peers: &[Ports],
-    extra: &str,
 ) -> PathBuf {
     let peer_list: Vec<String> = peers
         .iter()
@@ -120,6 +121,7 @@ pub fn write_config(
         r#"
 [node]
 name = "{name}"
+role = "{role}"
 data_dir = "{name}-data"
 
 [identity]
@@ -135,7 +137,6 @@ static_peers = [{peers}]
 
 [control]
 listen = "127.0.0.1:{control}"
-{extra}
 "#,
         ca = ca_dir.join("ca.pem").display(),
         tls = ports.tls,
@@ -146,6 +147,35 @@ listen = "127.0.0.1:{control}"
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// Starts one node per `(name, role)` of `community`, each beaconing to
+/// all the others, and waits until every control endpoint answers.
+pub fn start_cluster(community: &Community, nodes: &[(&str, &str)]) -> Vec<NodeProc> {
+    let ports: Vec<Ports> = nodes.iter().map(|_| Ports::free()).collect();
+    let mut procs = Vec::new();
+    for (i, (name, role)) in nodes.iter().enumerate() {
+        community.issue(name);
+        let peers: Vec<Ports> = ports
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, p)| *p)
+            .collect();
+        let cfg = write_config(
+            community.dir.path(),
+            &community.ca_dir(),
+            name,
+            role,
+            ports[i],
+            &peers,
+        );
+        procs.push(NodeProc::start(&cfg, name, ports[i]));
+    }
+    for p in &procs {
+        p.wait_ready(Duration::from_secs(20));
+    }
+    procs
 }
 
 /// A running node process; killed when dropped.
