@@ -214,10 +214,10 @@ impl Book {
         if last_seq.is_some_and(|last| parsed.seq <= last) {
             return Err(self.drop_beacon(DropReason::Replayed));
         }
-        let known_cert = self.peers.get(&parsed.node).map(|p| p.cert_der.clone());
-        let beacon = parsed
-            .verify(crypto, known_cert.as_deref(), wall, self.cfg.max_skew)
-            .map_err(|r| self.drop_beacon(r))?;
+        let sender = parsed.node;
+        let known_cert = self.peers.get(&sender).map(|p| p.cert_der.as_slice());
+        let verified = parsed.verify(crypto, known_cert, wall, self.cfg.max_skew);
+        let beacon = verified.map_err(|r| self.drop_beacon(r))?;
         let id = beacon.node;
         self.apply(now_ms, src, beacon);
         Ok(Some(id))

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use lppsp_core::book::Book;
 use lppsp_core::component::{
-    Constraints, Executor, PeerView, PlacementRequest, Scheduler, Transport,
+    Constraints, Executor, FrameReader, PeerView, PlacementRequest, Scheduler, Transport,
+    TransportError,
 };
 use lppsp_core::job::{JobCommand, JobFailure, JobOutcome, JobSpec, JobTracker, TaskReport};
 use lppsp_core::money::{Bounty, Price};
@@ -242,7 +243,10 @@ impl Client {
     pub fn in_pool(&self) -> u64 {
         self.jobs
             .values()
-            .map(|j| j.tracker.progress().in_flight + j.tracker.progress().pending)
+            .map(|j| {
+                let p = j.tracker.progress();
+                p.in_flight + p.pending
+            })
             .sum()
     }
 
@@ -252,7 +256,6 @@ impl Client {
         req: SubmitRequest,
         reply: mpsc::Sender<serde_json::Value>,
         balance: Bounty,
-        now_ms: u64,
     ) {
         let fail = |msg: String| json!({"event": "rejected", "error": msg});
         let kernel = match KernelName::new(req.kernel.clone()) {
@@ -311,7 +314,6 @@ impl Client {
                 last_progress: None,
             },
         );
-        let _ = now_ms;
     }
 
     /// Handles a frame from a compute node.
@@ -603,9 +605,34 @@ fn open_link(
             }
             let (writer, reader) = conn.split();
             tokio::spawn(crate::compute::write_batches(writer, rx).in_current_span());
-            crate::compute::read_batches(node, reader, events).await;
+            forward_frames(node, reader, events).await;
         }
         .in_current_span(),
     );
     tx
+}
+
+/// Hands each frame from a compute node to the node driver, then says the
+/// link closed.
+async fn forward_frames(
+    peer: NodeId,
+    mut reader: Box<dyn FrameReader>,
+    tx: mpsc::UnboundedSender<NetEvent>,
+) {
+    loop {
+        match reader.read_frame().await {
+            Ok(Some(frame)) => {
+                if tx.send(NetEvent::Frame(peer, frame)).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => break,
+            Err(TransportError::BadFrame(e)) => debug!(%peer, error = %e, "bad frame skipped"),
+            Err(e) => {
+                debug!(%peer, error = %e, "connection lost");
+                break;
+            }
+        }
+    }
+    let _ = tx.send(NetEvent::Closed(peer));
 }

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lppsp_core::component::{
-    CancelFlag, Connection, Executor, FrameReader, FrameWriter, TaskLimits, TaskSpec,
-    TransportError,
+    CancelFlag, Connection, Executor, FrameWriter, TaskLimits, TaskSpec, TransportError,
 };
 use lppsp_core::money::{self, Bounty, Price};
 use lppsp_core::wire::{Body, Frame, JobId, KernelName, Message, RefuseReason};
@@ -191,17 +190,22 @@ impl ComputeService {
                 let _ = reply.send(Frame::new(price, Message::Accept { job, task }));
             }
             Message::Cancel { job, task } => {
-                if let Ok(running) = self.running.lock() {
-                    for ((c, j, t), flag) in running.iter() {
-                        if *c == client
-                            && *j == job
-                            && task.is_none_or(|x| x == *t)
-                            && !flag.is_cancelled()
-                        {
-                            flag.cancel();
-                            self.stats.tasks_cancelled.fetch_add(1, Ordering::Relaxed);
-                        }
+                let Ok(running) = self.running.lock() else {
+                    return;
+                };
+                let cancel = |flag: &CancelFlag| {
+                    if !flag.is_cancelled() {
+                        flag.cancel();
+                        self.stats.tasks_cancelled.fetch_add(1, Ordering::Relaxed);
                     }
+                };
+                match task {
+                    // One task: the map is keyed by it.
+                    Some(t) => running.get(&(client, job, t)).into_iter().for_each(cancel),
+                    None => running
+                        .iter()
+                        .filter(|((c, j, _), _)| *c == client && *j == job)
+                        .for_each(|(_, flag)| cancel(flag)),
                 }
             }
             other => {
@@ -301,31 +305,4 @@ pub async fn write_batches(
         batch.clear();
     }
     let _ = writer.close().await;
-}
-
-/// Splits a reader's frames into batches for the node driver.
-pub async fn read_batches(
-    peer: NodeId,
-    mut reader: Box<dyn FrameReader>,
-    tx: mpsc::UnboundedSender<crate::client::NetEvent>,
-) {
-    loop {
-        match reader.read_frame().await {
-            Ok(Some(frame)) => {
-                if tx
-                    .send(crate::client::NetEvent::Frame(peer, frame))
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            Ok(None) => break,
-            Err(TransportError::BadFrame(e)) => debug!(%peer, error = %e, "bad frame skipped"),
-            Err(e) => {
-                debug!(%peer, error = %e, "connection lost");
-                break;
-            }
-        }
-    }
-    let _ = tx.send(crate::client::NetEvent::Closed(peer));
 }

@@ -289,10 +289,10 @@ impl Driver {
 
     fn on_datagram(&mut self, src: SocketAddr, data: &[u8]) {
         let now = self.now_ms();
-        let verifier = self.identity.verifier().clone();
+        let crypto = Crypto(self.identity.verifier());
         match self
             .book
-            .handle_datagram(now, SystemTime::now(), src, data, &Crypto(&verifier))
+            .handle_datagram(now, SystemTime::now(), src, data, &crypto)
         {
             Ok(_) => {}
             Err(reason) => debug!(%src, reason = reason.as_str(), "beacon dropped"),
@@ -355,12 +355,11 @@ impl Driver {
 
     async fn broadcast(&mut self, message: Message, hand: bool) {
         let seq = self.next_seq();
-        let cert = self.identity.cert_der().to_vec();
         let headers = BeaconHeaders {
             node: self.me.id,
             seq,
             date: SystemTime::now(),
-            cert_der: hand.then_some(cert.as_slice()),
+            cert_der: hand.then_some(self.identity.cert_der()),
             protocol: hand.then_some(PROTOCOL_VERSION),
             software: hand.then_some(SOFTWARE),
             queue: matches!(message, Message::Idle { .. }).then_some(self.queue),
@@ -370,8 +369,7 @@ impl Driver {
                 0
             }),
         };
-        let identity = &self.identity;
-        let datagram = beacon::build(self.price, message, &headers, |m| identity.sign(m));
+        let datagram = beacon::build(self.price, message, &headers, |m| self.identity.sign(m));
         for dest in &self.destinations {
             if let Err(e) = self.udp.send_to(&datagram, dest).await {
                 debug!(%dest, error = %e, "beacon send failed");
@@ -438,8 +436,7 @@ impl Driver {
                     return;
                 }
                 let balance = self.remaining_bounty();
-                let now = self.now_ms();
-                self.client.submit(submit, req.reply, balance, now).await;
+                self.client.submit(submit, req.reply, balance).await;
             }
         }
     }
