@@ -3,6 +3,9 @@
 use std::sync::Arc;
 
 use lppsp_core::registry::Registry;
+use lppsp_scheduler_price_aware::PriceAware;
+use lppsp_scheduler_round_robin::suitability::SchedulerOptions;
+use lppsp_scheduler_round_robin::RoundRobin;
 
 /// Rejects options for components that take none, naming the first key.
 fn no_options(options: &lppsp_core::registry::Options) -> Result<(), String> {
@@ -19,12 +22,12 @@ pub fn builtin() -> Registry {
     let mut r = Registry::new();
     lppsp_transport_tls::register(&mut r);
     r.register_scheduler("round-robin", |o| {
-        no_options(o)?;
-        Ok(Box::new(lppsp_scheduler_round_robin::RoundRobin::new()))
+        let options = SchedulerOptions::parse(o)?;
+        Ok(Box::new(RoundRobin::with_options(options)))
     });
     r.register_scheduler("price-aware", |o| {
-        no_options(o)?;
-        Ok(Box::new(lppsp_scheduler_price_aware::PriceAware::new()))
+        let options = SchedulerOptions::parse(o)?;
+        Ok(Box::new(PriceAware::with_options(options)))
     });
     r.register_balancer("fsm", lppsp_balancer_fsm::FsmBalancer::build);
     r.register_executor("builtin", |o| {

@@ -8,9 +8,21 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 /// Every message kind of LPPSP/1.0 as this implementation speaks it.
-const KINDS: [&str; 12] = [
-    "Hand", "Leave", "Idle", "Task", "Accept", "Refuse", "Result", "Cancel", "Propose", "Vote",
-    "Commit", "Receipt",
+const KINDS: [&str; 14] = [
+    "Hand",
+    "Leave",
+    "Idle",
+    "Task",
+    "Accept",
+    "Refuse",
+    "Result",
+    "Cancel",
+    "Integrate",
+    "Integrated",
+    "Propose",
+    "Vote",
+    "Commit",
+    "Receipt",
 ];
 
 struct Example {

@@ -20,6 +20,8 @@ use crate::wire::{JobId, KernelName, RefuseReason};
 #[derive(Debug, Clone)]
 pub struct JobSpec {
     pub id: JobId,
+    /// The node that submitted the job and pays for it.
+    pub client: NodeId,
     pub kernel: KernelName,
     /// One input per task, in task order.
     pub inputs: Vec<Bytes>,
@@ -37,14 +39,21 @@ pub struct JobSpec {
 /// Something the runtime must do for the job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobCommand {
-    /// Send task `task` with `input` to `node`.
+    /// Send task `task` with `input` to `node`; the result goes to
+    /// `result_to` (`None`: back to the client).
     Place {
         node: NodeId,
         task: u64,
         input: Bytes,
+        result_to: Option<NodeId>,
     },
     /// Tell `node` to stop `task`.
     Cancel { node: NodeId, task: u64 },
+    /// Ask the integrator `node`, which holds the results, to integrate
+    /// tasks `0..tasks` and send back the job result.
+    Integrate { node: NodeId, tasks: u64 },
+    /// Tell the integrator `node` to drop what it holds of the job.
+    Forget { node: NodeId },
 }
 
 /// Why a job failed.
@@ -65,8 +74,10 @@ pub enum JobFailure {
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobOutcome {
-    /// Every task's result, in task order.
+    /// Every task's result, in task order, for the client to integrate.
     Done(Vec<Bytes>),
+    /// The job result, integrated by the node the scheduler named.
+    Integrated(Bytes),
     Failed(JobFailure),
 }
 
@@ -82,6 +93,9 @@ pub struct TaskReport {
     pub micros: u64,
     /// MFLOPS the node charges at.
     pub power: u64,
+    /// `Some(integrator)`: the result went to that node, which holds it
+    /// (`body` is then empty); `None`: `body` is the result itself.
+    pub held_by: Option<NodeId>,
 }
 
 /// Per-node accounting for one job.
@@ -125,6 +139,8 @@ struct Task {
     attempts: u32,
     avoid: Vec<NodeId>,
     result: Option<Bytes>,
+    /// The integrator holding this task's result, when not the client.
+    held_by: Option<NodeId>,
 }
 
 /// The job state machine; see the module doc.
@@ -144,6 +160,13 @@ pub struct JobTracker {
     unplaced: BTreeMap<Unplaced, u64>,
     outcome: Option<JobOutcome>,
     commands: VecDeque<JobCommand>,
+    /// The node results go to, when the scheduler named one other than the
+    /// client; fixed at the first placement so that one node holds them all.
+    integrator: Option<NodeId>,
+    /// An integrator was lost: the client integrates from then on.
+    integrator_failed: bool,
+    /// Since when (ms) the integrator has been asked for the job result.
+    integrating_since: Option<u64>,
 }
 
 impl JobTracker {
@@ -154,7 +177,8 @@ impl JobTracker {
                 state: TaskState::Pending,
                 attempts: 0,
                 avoid: Vec::new(),
-                result: None
+                result: None,
+                held_by: None,
             };
             n
         ];
@@ -173,6 +197,9 @@ impl JobTracker {
             unplaced: BTreeMap::new(),
             outcome: None,
             commands: VecDeque::new(),
+            integrator: None,
+            integrator_failed: false,
+            integrating_since: None,
         };
         if n == 0 {
             t.outcome = Some(JobOutcome::Done(Vec::new()));
@@ -194,6 +221,10 @@ impl JobTracker {
     }
     pub fn tallies(&self) -> &BTreeMap<NodeId, NodeTally> {
         &self.tallies
+    }
+    /// The node integrating this job's results, when not the client.
+    pub fn integrator(&self) -> Option<NodeId> {
+        self.integrator
     }
     /// Why tasks were left pending in the latest rounds.
     pub fn waiting_reasons(&self) -> Vec<String> {
@@ -288,6 +319,13 @@ impl JobTracker {
             return;
         }
         self.unplaced.clear();
+        if self.integrator.is_none() && !self.integrator_failed {
+            self.integrator = plan
+                .placements
+                .first()
+                .map(|p| p.result_to)
+                .filter(|r| *r != self.spec.client);
+        }
         for p in plan.placements {
             let Some(task) = self.tasks.get_mut(p.task as usize) else {
                 continue;
@@ -316,6 +354,7 @@ impl JobTracker {
                 node: p.node,
                 task: p.task,
                 input,
+                result_to: self.integrator,
             });
         }
         for (_, reason) in &plan.unplaced {
@@ -385,6 +424,10 @@ impl JobTracker {
             }
         }
         self.pending.clear();
+        if let Some(node) = self.integrator {
+            self.commands.push_back(JobCommand::Forget { node });
+        }
+        self.integrating_since = None;
         self.outcome = Some(JobOutcome::Failed(why));
     }
 
@@ -417,7 +460,7 @@ impl JobTracker {
     }
 
     /// A result arrived. Returns the charge when the result was counted.
-    pub fn on_result(&mut self, report: TaskReport, price: Price) -> Option<Bounty> {
+    pub fn on_result(&mut self, now_ms: u64, report: TaskReport, price: Price) -> Option<Bounty> {
         let TaskReport {
             node,
             task,
@@ -425,9 +468,15 @@ impl JobTracker {
             body,
             micros,
             power,
+            held_by,
         } = report;
         let state = self.tasks.get(task as usize).map(|t| t.state.clone())?;
         if self.outcome.is_some() {
+            return None;
+        }
+        // Only the job's integrator may report a result it holds; a report
+        // from an integrator given up on is ignored and the task runs again.
+        if held_by.is_some() && held_by != self.integrator {
             return None;
         }
         match state {
@@ -461,23 +510,92 @@ impl JobTracker {
                 if let Some(t) = self.tasks.get_mut(task as usize) {
                     t.state = TaskState::Done;
                     t.result = Some(body);
+                    t.held_by = held_by;
                 }
                 self.done += 1;
                 if self.done == self.tasks.len() as u64 {
-                    let results = self
-                        .tasks
-                        .iter_mut()
-                        .map(|t| t.result.take().unwrap_or_default())
-                        .collect();
-                    self.outcome = Some(JobOutcome::Done(results));
+                    self.all_done(now_ms);
                 }
                 Some(charge)
             }
         }
     }
 
+    /// Every task has a result: integrate here, or ask the integrator.
+    fn all_done(&mut self, now_ms: u64) {
+        match self.integrator {
+            Some(node) if self.tasks.iter().any(|t| t.held_by == Some(node)) => {
+                self.integrating_since = Some(now_ms);
+                self.commands.push_back(JobCommand::Integrate {
+                    node,
+                    tasks: self.tasks.len() as u64,
+                });
+            }
+            _ => {
+                let results = self
+                    .tasks
+                    .iter_mut()
+                    .map(|t| t.result.take().unwrap_or_default())
+                    .collect();
+                self.outcome = Some(JobOutcome::Done(results));
+            }
+        }
+    }
+
+    /// The integrator answered `Integrate`: the job result, or why not.
+    pub fn on_integrated(&mut self, node: NodeId, result: Result<Bytes, String>) {
+        if self.outcome.is_some() || self.integrator != Some(node) {
+            return;
+        }
+        if self.integrating_since.is_none() {
+            return;
+        }
+        match result {
+            Ok(bytes) => {
+                self.integrating_since = None;
+                self.outcome = Some(JobOutcome::Integrated(bytes));
+            }
+            Err(_) => self.integrator_lost(node),
+        }
+    }
+
+    /// The integrator is gone or failed: the tasks whose results it held
+    /// run again (the work was done and stays paid for), with results back
+    /// to the client from now on.
+    fn integrator_lost(&mut self, node: NodeId) {
+        if self.integrator != Some(node) || self.outcome.is_some() {
+            return;
+        }
+        self.integrator = None;
+        self.integrator_failed = true;
+        self.integrating_since = None;
+        // Tasks in flight were told to send their results to the lost
+        // node: those results would never arrive, so place them again now
+        // rather than wait for their time-outs.
+        for i in 0..self.tasks.len() as u64 {
+            if let Some(worker) = self.release(i) {
+                self.commands.push_back(JobCommand::Cancel {
+                    node: worker,
+                    task: i,
+                });
+                self.pending.insert(i);
+            }
+        }
+        for (i, t) in self.tasks.iter_mut().enumerate() {
+            if t.state == TaskState::Done && t.held_by == Some(node) {
+                t.state = TaskState::Pending;
+                t.held_by = None;
+                t.result = None;
+                self.done = self.done.saturating_sub(1);
+                self.pending.insert(i as u64);
+                self.retries += 1;
+            }
+        }
+    }
+
     /// `node` left, expired or dropped its connection: its tasks go back.
     pub fn on_node_lost(&mut self, node: NodeId) {
+        self.integrator_lost(node);
         let lost: Vec<u64> = self
             .tasks
             .iter()
@@ -493,20 +611,25 @@ impl JobTracker {
     /// The earliest moment a placed task times out.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<u64> {
+        let timeout = self.spec.task_timeout_ms;
         self.tasks
             .iter()
             .filter_map(|t| match t.state {
-                TaskState::InFlight { since_ms, .. } => {
-                    Some(since_ms.saturating_add(self.spec.task_timeout_ms))
-                }
+                TaskState::InFlight { since_ms, .. } => Some(since_ms.saturating_add(timeout)),
                 _ => None,
             })
+            .chain(self.integrating_since.map(|s| s.saturating_add(timeout)))
             .min()
     }
 
     /// Places again every task that has run out of time.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         let timeout = self.spec.task_timeout_ms;
+        if let (Some(node), Some(since)) = (self.integrator, self.integrating_since) {
+            if now_ms.saturating_sub(since) >= timeout {
+                self.integrator_lost(node);
+            }
+        }
         let late: Vec<(u64, NodeId)> = self
             .tasks
             .iter()

@@ -26,9 +26,21 @@ const TCHARS: &[u8] =
     b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 /// What Arch and KernelName allow.
 const NAME_CHARS: &[u8] = b"-_.:0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-const KINDS: [&str; 12] = [
-    "Hand", "Leave", "Idle", "Task", "Accept", "Refuse", "Result", "Cancel", "Propose", "Vote",
-    "Commit", "Receipt",
+const KINDS: [&str; 14] = [
+    "Hand",
+    "Leave",
+    "Idle",
+    "Task",
+    "Accept",
+    "Refuse",
+    "Result",
+    "Cancel",
+    "Integrate",
+    "Integrated",
+    "Propose",
+    "Vote",
+    "Commit",
+    "Receipt",
 ];
 /// Seconds from the epoch to 9999-12-31T23:59:59Z, the last RFC 1123 date.
 const LAST_DATE: u64 = 253_402_300_799;
@@ -147,6 +159,12 @@ fn message() -> impl Strategy<Value = Message> {
         }),
         (job(), prop::option::of(u64_field()))
             .prop_map(|(job, task)| Message::Cancel { job, task }),
+        (job(), u64_field(), kernel()).prop_map(|(job, tasks, kernel)| Message::Integrate {
+            job,
+            tasks,
+            kernel
+        }),
+        (job(), any::<bool>()).prop_map(|(job, ok)| Message::Integrated { job, ok }),
         (u64_field(), price(), node_id()).prop_map(|(epoch, price, proposer)| Message::Propose {
             epoch,
             price,
@@ -1024,6 +1042,18 @@ fn seed_frames() -> Vec<(&'static str, Frame)> {
         ),
         ("cancel-task", head(Message::Cancel { job, task: Some(8) })),
         ("cancel-job", head(Message::Cancel { job, task: None })),
+        (
+            "integrate",
+            head(Message::Integrate {
+                job,
+                tasks: 100,
+                kernel: KernelName::new("w1-sum-squares").expect("kernel"),
+            }),
+        ),
+        (
+            "integrated",
+            head(Message::Integrated { job, ok: true }).with_body(Body::from_bytes(&b"42"[..])),
+        ),
         (
             "propose",
             head(Message::Propose {

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use lppsp_core::book::Book;
 use lppsp_core::component::{
-    Constraints, Executor, FrameReader, PeerView, PlacementRequest, Scheduler, Transport,
-    TransportError,
+    Constraints, Executor, PeerView, PlacementRequest, Scheduler, Transport,
 };
 use lppsp_core::job::{JobCommand, JobFailure, JobOutcome, JobSpec, JobTracker, TaskReport};
 use lppsp_core::money::{Bounty, Price};
@@ -20,7 +19,9 @@ use lppsp_core::NodeId;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, info, warn};
+
+use crate::links::{Links, NetEvent};
 
 /// Most tasks one job may have.
 pub const MAX_TASKS: u64 = 10_000_000;
@@ -30,13 +31,6 @@ pub const MAX_JOB_BYTES: u64 = 4 << 30;
 /// for a round trip; short tasks get a deeper pipeline.
 const QUEUED_WORK_PER_SLOT: Duration = Duration::from_millis(20);
 const MAX_PIPELINE_PER_SLOT: u64 = 512;
-
-/// Events from peer connections to the node driver.
-#[derive(Debug)]
-pub enum NetEvent {
-    Frame(NodeId, Frame),
-    Closed(NodeId),
-}
 
 /// How a job's task inputs are given.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -195,9 +189,7 @@ struct ClientJob {
 pub struct Client {
     me: NodeId,
     jobs: BTreeMap<JobId, ClientJob>,
-    links: HashMap<NodeId, mpsc::UnboundedSender<Frame>>,
-    net_tx: mpsc::UnboundedSender<NetEvent>,
-    transport: Arc<dyn Transport>,
+    links: Links,
     scheduler: Box<dyn Scheduler>,
     executor: Arc<dyn Executor>,
     job_seq: u64,
@@ -223,9 +215,7 @@ impl Client {
         Self {
             me,
             jobs: BTreeMap::new(),
-            links: HashMap::new(),
-            net_tx,
-            transport,
+            links: Links::new(transport, net_tx),
             scheduler,
             executor,
             job_seq: seed,
@@ -291,6 +281,7 @@ impl Client {
         let total = inputs.len();
         let spec = JobSpec {
             id,
+            client: self.me,
             kernel,
             inputs,
             budget,
@@ -316,13 +307,33 @@ impl Client {
         );
     }
 
-    /// Handles a frame from a compute node.
-    pub fn on_frame(&mut self, peer: NodeId, frame: Frame, book: &Book) {
+    /// Sends `frame` to `node` over our link to it; false when the node
+    /// cannot be reached (not in the book, or its link is gone).
+    pub fn send_to(&mut self, now_ms: u64, node: NodeId, frame: Frame, book: &Book) -> bool {
+        self.links.send_or_hold(now_ms, node, frame, book)
+    }
+
+    /// The connections this client uses to reach other nodes.
+    pub fn links(&mut self) -> &mut Links {
+        &mut self.links
+    }
+
+    /// Handles a frame from a compute node or an integrator.
+    pub fn on_frame(&mut self, now_ms: u64, peer: NodeId, frame: Frame, book: &Book) {
         let price = frame.price;
         match frame.message {
             Message::Result { job, task, ok } => {
                 let Some(j) = self.jobs.get_mut(&job) else {
                     return;
+                };
+                // From an integrator: the result is held there, and the
+                // `Worker` header names the node that ran the task.
+                let (worker, held_by) = match frame.headers.get("Worker") {
+                    Some(w) => match w.parse::<NodeId>() {
+                        Ok(w) => (w, Some(peer)),
+                        Err(_) => return,
+                    },
+                    None => (peer, None),
                 };
                 let micros = frame
                     .headers
@@ -330,7 +341,7 @@ impl Client {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
                 // A node is paid at most the power it promised in its Hand.
-                let promised = book.peer(&peer).map(|p| p.power).unwrap_or(0);
+                let promised = book.peer(&worker).map(|p| p.power).unwrap_or(0);
                 let power = frame
                     .headers
                     .get("Power")
@@ -339,14 +350,28 @@ impl Client {
                     .min(promised);
                 let body = frame.body.map(|b| b.to_bytes()).unwrap_or_default();
                 let report = TaskReport {
-                    node: peer,
+                    node: worker,
                     task,
                     ok,
                     body,
                     micros,
                     power,
+                    held_by,
                 };
-                j.tracker.on_result(report, price);
+                j.tracker.on_result(now_ms, report, price);
+            }
+            Message::Integrated { job, ok } => {
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    let body = frame.body.map(|b| b.to_bytes()).unwrap_or_default();
+                    let result = if ok {
+                        Ok(body)
+                    } else {
+                        let why = String::from_utf8_lossy(&body).into_owned();
+                        warn!(%job, integrator = %peer, error = %why, "integration failed; integrating here");
+                        Err(why)
+                    };
+                    j.tracker.on_integrated(peer, result);
+                }
             }
             Message::Accept { job, task } => {
                 if let Some(j) = self.jobs.get_mut(&job) {
@@ -372,7 +397,7 @@ impl Client {
 
     /// A compute node left the book or its connection closed.
     pub fn on_node_lost(&mut self, peer: NodeId) {
-        self.links.remove(&peer);
+        self.links.drop_link(&peer);
         for j in self.jobs.values_mut() {
             j.tracker.on_node_lost(peer);
         }
@@ -453,21 +478,27 @@ impl Client {
             return;
         };
         let kernel = job.tracker.spec().kernel.clone();
+        let total = job.tracker.spec().inputs.len() as u64;
         let mut lost = Vec::new();
         while let Some(cmd) = job.tracker.poll_command() {
             let (node, frame) = match cmd {
-                JobCommand::Place { node, task, input } => (
+                JobCommand::Place {
                     node,
-                    Frame::new(
-                        price,
-                        Message::Task {
-                            job: id,
-                            task,
-                            kernel: kernel.clone(),
-                        },
-                    )
-                    .with_body(Body::from_bytes(input)),
-                ),
+                    task,
+                    input,
+                    result_to,
+                } => {
+                    let message = Message::Task {
+                        job: id,
+                        task,
+                        kernel: kernel.clone(),
+                    };
+                    let mut frame = Frame::new(price, message).with_body(Body::from_bytes(input));
+                    if let Some(r) = result_to {
+                        frame = frame.with_header("Result-To", r.to_string());
+                    }
+                    (node, frame)
+                }
                 JobCommand::Cancel { node, task } => (
                     node,
                     Frame::new(
@@ -478,24 +509,27 @@ impl Client {
                         },
                     ),
                 ),
+                JobCommand::Integrate { node, tasks } => {
+                    info!(job = %id, integrator = %node, "asking the integrator for the job result");
+                    let message = Message::Integrate {
+                        job: id,
+                        tasks: tasks.min(total),
+                        kernel: kernel.clone(),
+                    };
+                    (node, Frame::new(price, message))
+                }
+                JobCommand::Forget { node } => (
+                    node,
+                    Frame::new(
+                        price,
+                        Message::Cancel {
+                            job: id,
+                            task: None,
+                        },
+                    ),
+                ),
             };
-            let link = match self.links.get(&node) {
-                Some(l) => l.clone(),
-                None => match book.peer(&node) {
-                    Some(p) => {
-                        let l =
-                            open_link(self.transport.clone(), node, p.addr.0, self.net_tx.clone());
-                        self.links.insert(node, l.clone());
-                        l
-                    }
-                    None => {
-                        lost.push(node);
-                        continue;
-                    }
-                },
-            };
-            if link.send(frame).is_err() {
-                self.links.remove(&node);
+            if !self.links.send(node, frame, book) {
                 lost.push(node);
             }
         }
@@ -541,6 +575,12 @@ impl Client {
                 let elapsed = job.started.elapsed().as_secs_f64();
                 let kernel = job.tracker.spec().kernel.clone();
                 let v = match outcome {
+                    JobOutcome::Integrated(result) => {
+                        info!(job = %id, elapsed_s = elapsed, spent = %progress.spent, "job done (integrated by the scheduler's node)");
+                        json!({"event": "done", "job": id.to_string(), "result": self.executor.render(&kernel, &result),
+                           "result_hex": hex_short(&result), "elapsed_s": elapsed, "progress": progress, "nodes": nodes,
+                           "integrated_by": job.tracker.integrator().map(|n| n.to_string())})
+                    }
                     JobOutcome::Done(results) => {
                         let refs: Vec<&[u8]> = results.iter().map(|r| r.as_ref()).collect();
                         match self.executor.reduce(&kernel, &refs) {
@@ -577,62 +617,4 @@ fn hex_short(b: &[u8]) -> String {
     b.get(..take)
         .map(|s| s.iter().map(|x| format!("{x:02x}")).collect())
         .unwrap_or_default()
-}
-
-/// Opens a connection to `node` in the background; frames sent before it
-/// is up wait in the channel. The peer must prove it is `node`.
-fn open_link(
-    transport: Arc<dyn Transport>,
-    node: NodeId,
-    addr: std::net::SocketAddr,
-    events: mpsc::UnboundedSender<NetEvent>,
-) -> mpsc::UnboundedSender<Frame> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(
-        async move {
-            let conn = match transport.connect(addr).await {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(peer = %node, %addr, error = %e, "cannot connect");
-                    let _ = events.send(NetEvent::Closed(node));
-                    return;
-                }
-            };
-            if conn.peer().node != node {
-                warn!(expected = %node, got = %conn.peer().node, %addr, "peer is not who the book says");
-                let _ = events.send(NetEvent::Closed(node));
-                return;
-            }
-            let (writer, reader) = conn.split();
-            tokio::spawn(crate::compute::write_batches(writer, rx).in_current_span());
-            forward_frames(node, reader, events).await;
-        }
-        .in_current_span(),
-    );
-    tx
-}
-
-/// Hands each frame from a compute node to the node driver, then says the
-/// link closed.
-async fn forward_frames(
-    peer: NodeId,
-    mut reader: Box<dyn FrameReader>,
-    tx: mpsc::UnboundedSender<NetEvent>,
-) {
-    loop {
-        match reader.read_frame().await {
-            Ok(Some(frame)) => {
-                if tx.send(NetEvent::Frame(peer, frame)).is_err() {
-                    return;
-                }
-            }
-            Ok(None) => break,
-            Err(TransportError::BadFrame(e)) => debug!(%peer, error = %e, "bad frame skipped"),
-            Err(e) => {
-                debug!(%peer, error = %e, "connection lost");
-                break;
-            }
-        }
-    }
-    let _ = tx.send(NetEvent::Closed(peer));
 }

@@ -1,6 +1,7 @@
 //! The compute side of a node: accepts tasks from clients over the
 //! transport, runs them on worker threads outside the async reactor (one
-//! task at a time per slot), and sends results back.
+//! task at a time per slot), and sends results back to the client, or to
+//! the integrator the client named in the task's `Result-To` header.
 //!
 //! A connection may carry many tasks at once: they queue here (bounded)
 //! and their results go back in batches, so per-task cost is a few
@@ -12,9 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use lppsp_core::component::{
-    CancelFlag, Connection, Executor, FrameWriter, TaskLimits, TaskSpec, TransportError,
-};
+use lppsp_core::component::{CancelFlag, Executor, TaskLimits, TaskSpec};
 use lppsp_core::money::{self, Bounty, Price};
 use lppsp_core::wire::{Body, Frame, JobId, KernelName, Message, RefuseReason};
 use lppsp_core::NodeId;
@@ -44,6 +43,8 @@ struct Work {
     price: Price,
     cancel: CancelFlag,
     reply: mpsc::UnboundedSender<Frame>,
+    /// Set when the result goes to an integrator, not back to the client.
+    relay_to: Option<NodeId>,
 }
 
 /// Cancel flags of tasks queued or running, by (client, job, task).
@@ -73,9 +74,13 @@ pub struct ComputeService {
     pub stats: Arc<ComputeStats>,
 }
 
+/// A result on its way to an integrator (a node other than the client),
+/// sent by the node driver over its own link to that node.
+pub type Relay = mpsc::UnboundedSender<(NodeId, Frame)>;
+
 impl ComputeService {
     /// Starts `cfg.slots` worker threads.
-    pub fn start(cfg: ComputeConfig, executor: Arc<dyn Executor>) -> Arc<Self> {
+    pub fn start(cfg: ComputeConfig, executor: Arc<dyn Executor>, relay: Relay) -> Arc<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<Work>();
         let rx = Arc::new(Mutex::new(rx));
         let load = Arc::new(AtomicU64::new(0));
@@ -83,18 +88,22 @@ impl ComputeService {
         let stats = Arc::new(ComputeStats::default());
         for i in 0..cfg.slots.max(1) {
             let rx = rx.clone();
-            let executor = executor.clone();
-            let load = load.clone();
-            let running = running.clone();
-            let stats = stats.clone();
             let limits = TaskLimits {
                 wall: cfg.task_timeout,
                 ..TaskLimits::default()
             };
-            let power = cfg.power;
+            let ctx = WorkerContext {
+                executor: executor.clone(),
+                limits,
+                power: cfg.power,
+                load: load.clone(),
+                running: running.clone(),
+                stats: stats.clone(),
+                relay: relay.clone(),
+            };
             let spawned = std::thread::Builder::new()
                 .name(format!("lppsp-slot-{i}"))
-                .spawn(move || worker(rx, executor, limits, power, load, running, stats));
+                .spawn(move || worker(rx, ctx));
             if let Err(e) = spawned {
                 warn!(error = %e, "cannot start a worker thread");
             }
@@ -114,28 +123,13 @@ impl ComputeService {
         self.load.load(Ordering::Relaxed)
     }
 
-    /// Serves one authenticated connection until it closes.
-    pub async fn serve(self: Arc<Self>, conn: Box<dyn Connection>) {
-        let client = conn.peer().node;
-        let (writer, mut reader) = conn.split();
-        let (reply_tx, reply_rx) = mpsc::unbounded_channel();
-        let writer_task = tokio::spawn(write_batches(writer, reply_rx));
-        loop {
-            match reader.read_frame().await {
-                Ok(Some(frame)) => self.on_frame(client, frame, &reply_tx),
-                Ok(None) => break,
-                Err(TransportError::BadFrame(e)) => {
-                    self.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
-                    debug!(peer = %client, error = %e, "bad frame skipped");
-                }
-                Err(e) => {
-                    self.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
-                    debug!(peer = %client, error = %e, "connection closed");
-                    break;
-                }
-            }
-        }
-        // The client is gone: its queued and running tasks are not wanted.
+    /// Counts a frame that could not be read (shown in status).
+    pub fn count_bad_frame(&self) {
+        self.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Stops every task queued or running for `client` (its connection closed).
+    pub fn cancel_all_of(&self, client: NodeId) {
         if let Ok(running) = self.running.lock() {
             for ((c, _, _), flag) in running.iter() {
                 if *c == client {
@@ -143,11 +137,10 @@ impl ComputeService {
                 }
             }
         }
-        drop(reply_tx);
-        let _ = writer_task.await;
     }
 
-    fn on_frame(&self, client: NodeId, frame: Frame, reply: &mpsc::UnboundedSender<Frame>) {
+    /// Handles a Task or Cancel frame from `client`; answers go to `reply`.
+    pub fn on_frame(&self, client: NodeId, frame: Frame, reply: &mpsc::UnboundedSender<Frame>) {
         let price = frame.price;
         match frame.message {
             Message::Task { job, task, kernel } => {
@@ -155,6 +148,11 @@ impl ComputeService {
                     self.stats.tasks_refused.fetch_add(1, Ordering::Relaxed);
                     let _ = reply.send(Frame::new(price, Message::Refuse { job, task, reason }));
                 };
+                let relay_to = frame
+                    .headers
+                    .get("Result-To")
+                    .and_then(|v| v.parse::<NodeId>().ok())
+                    .filter(|r| *r != client);
                 let input = frame.body.map(|b| b.to_bytes()).unwrap_or_default();
                 if !self.cfg.sharing || self.cfg.slots == 0 {
                     return refuse(RefuseReason::Unavailable);
@@ -182,6 +180,7 @@ impl ComputeService {
                     price,
                     cancel,
                     reply: reply.clone(),
+                    relay_to,
                 };
                 if self.queue.send(work).is_err() {
                     self.load.fetch_sub(1, Ordering::Relaxed);
@@ -215,15 +214,27 @@ impl ComputeService {
     }
 }
 
-fn worker(
-    rx: Arc<Mutex<std::sync::mpsc::Receiver<Work>>>,
+/// What every worker thread shares.
+struct WorkerContext {
     executor: Arc<dyn Executor>,
     limits: TaskLimits,
     power: u64,
     load: Arc<AtomicU64>,
     running: Running,
     stats: Arc<ComputeStats>,
-) {
+    relay: Relay,
+}
+
+fn worker(rx: Arc<Mutex<std::sync::mpsc::Receiver<Work>>>, ctx: WorkerContext) {
+    let WorkerContext {
+        executor,
+        limits,
+        power,
+        load,
+        running,
+        stats,
+        relay,
+    } = ctx;
     loop {
         let work = {
             let Ok(guard) = rx.lock() else { return };
@@ -274,7 +285,15 @@ fn worker(
                 if let Some(f) = fuel {
                     frame = frame.with_header("Fuel", f.to_string());
                 }
-                let _ = work.reply.send(frame);
+                match work.relay_to {
+                    Some(integrator) => {
+                        let frame = frame.with_header("Client", work.client.to_string());
+                        let _ = relay.send((integrator, frame));
+                    }
+                    None => {
+                        let _ = work.reply.send(frame);
+                    }
+                }
             }
         }
         if let Ok(mut r) = running.lock() {
@@ -282,27 +301,4 @@ fn worker(
         }
         load.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// Writes frames from `rx` in batches: whatever is queued goes in one write.
-pub async fn write_batches(
-    mut writer: Box<dyn FrameWriter>,
-    mut rx: mpsc::UnboundedReceiver<Frame>,
-) {
-    let mut batch = Vec::with_capacity(256);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < 1024 {
-            match rx.try_recv() {
-                Ok(f) => batch.push(f),
-                Err(_) => break,
-            }
-        }
-        if let Err(e) = writer.write_frames(&batch).await {
-            debug!(error = %e, "write failed; connection done");
-            return;
-        }
-        batch.clear();
-    }
-    let _ = writer.close().await;
 }

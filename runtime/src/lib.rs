@@ -9,6 +9,8 @@ pub mod beacon_socket;
 pub mod client;
 pub mod compute;
 pub mod control;
+pub mod integrator;
+pub mod links;
 pub mod node;
 pub mod power;
 

@@ -19,9 +19,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
-use crate::client::{Client, NetEvent};
+use crate::client::Client;
 use crate::compute::{ComputeConfig, ComputeService};
 use crate::control::{self, ControlRequest, Request};
+use crate::integrator::{self, Integrator};
+use crate::links::{self, NetEvent};
 use crate::{beacon_socket, power, NodeError};
 
 /// The software name and version sent in Hand beacons.
@@ -117,6 +119,8 @@ async fn run_inner(
     let executor = registry
         .executor(&cfg.executor)
         .map_err(|e| NodeError::Startup(e.to_string()))?;
+    let (relay_tx, relay_rx) = mpsc::unbounded_channel();
+    let (net_tx, net_rx) = mpsc::unbounded_channel();
     let compute = cfg.node.role.computes().then(|| {
         ComputeService::start(
             ComputeConfig {
@@ -128,13 +132,16 @@ async fn run_inner(
                 sharing: true,
             },
             executor.clone(),
+            relay_tx.clone(),
         )
     });
-    // Incoming connections are clients placing tasks here.
+    // Incoming connections: clients placing tasks here, compute nodes
+    // sending results to integrate, integrators reporting to our jobs.
     {
         let transport = transport.clone();
         let shutdown = shutdown.clone();
         let compute = compute.clone();
+        let net_tx = net_tx.clone();
         tokio::spawn(
             async move {
                 loop {
@@ -142,20 +149,19 @@ async fn run_inner(
                         _ = shutdown.cancelled() => return,
                         c = transport.accept() => c,
                     };
-                    match (conn, &compute) {
-                        (Ok(c), Some(service)) => {
-                            debug!(peer = %c.peer().node, "client connected");
-                            tokio::spawn(service.clone().serve(c).in_current_span());
+                    match conn {
+                        Ok(c) => {
+                            debug!(peer = %c.peer().node, "peer connected");
+                            let serve = links::serve_connection(c, compute.clone(), net_tx.clone());
+                            tokio::spawn(serve.in_current_span());
                         }
-                        (Ok(c), None) => debug!(peer = %c.peer().node, "connection from a peer; this node does not compute"),
-                        (Err(e), _) => debug!(error = %e, "connection refused"),
+                        Err(e) => debug!(error = %e, "connection refused"),
                     }
                 }
             }
             .in_current_span(),
         );
     }
-    let (net_tx, net_rx) = mpsc::unbounded_channel();
     let scheduler = registry
         .scheduler(&cfg.scheduler)
         .map_err(|e| NodeError::Startup(e.to_string()))?;
@@ -167,7 +173,7 @@ async fn run_inner(
         id,
         transport.clone(),
         scheduler,
-        executor,
+        executor.clone(),
         net_tx,
         wall_ms(),
         expiry_ms,
@@ -201,8 +207,10 @@ async fn run_inner(
         transport,
         compute,
         client,
+        integrator: Integrator::new(executor),
+        relay_tx,
     };
-    driver.run(control_rx, net_rx, shutdown).await
+    driver.run(control_rx, net_rx, relay_rx, shutdown).await
 }
 
 fn wall_ms() -> u64 {
@@ -228,6 +236,10 @@ struct Driver {
     ticks: u64,
     compute: Option<Arc<ComputeService>>,
     client: Client,
+    integrator: Integrator,
+    /// Frames for other nodes from tasks off the driver (results relayed to
+    /// an integrator, integrated job results).
+    relay_tx: mpsc::UnboundedSender<(NodeId, lppsp_core::wire::Frame)>,
 }
 
 impl Driver {
@@ -239,6 +251,7 @@ impl Driver {
         &mut self,
         mut control_rx: mpsc::Receiver<ControlRequest>,
         mut net_rx: mpsc::UnboundedReceiver<NetEvent>,
+        mut relay_rx: mpsc::UnboundedReceiver<(NodeId, lppsp_core::wire::Frame)>,
         shutdown: CancellationToken,
     ) -> Result<(), NodeError> {
         let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.network.tick_ms));
@@ -264,6 +277,15 @@ impl Driver {
                 _ = tick.tick() => self.on_tick().await,
                 _ = sleep_until_opt(deadline) => self.book.handle_timeout(self.now_ms()),
                 Some(req) = control_rx.recv() => self.on_control(req).await,
+                Some((node, frame)) = relay_rx.recv() => {
+                    self.relay(node, frame);
+                    for _ in 0..4096 {
+                        match relay_rx.try_recv() {
+                            Ok((node, frame)) => self.relay(node, frame),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 Some(ev) = net_rx.recv() => {
                     self.on_net(ev);
                     // Take what else has arrived, so a burst of results costs one scheduling round.
@@ -303,6 +325,7 @@ impl Driver {
         while let Some(ev) = self.book.poll_event() {
             match ev {
                 BookEvent::Joined(id) => {
+                    self.client.links().on_joined(id, &self.book);
                     if let Some(p) = self.book.peer(&id) {
                         info!(peer = %id, addr = %p.addr, mflops = p.power, arch = %p.arch,
                               software = %p.software, compatible = p.compatible, "peer joined");
@@ -321,9 +344,67 @@ impl Driver {
         }
     }
 
+    /// Sends a frame made off the driver to `node` (ourselves included: a
+    /// compute node may be the integrator it relays to).
+    fn relay(&mut self, node: NodeId, frame: lppsp_core::wire::Frame) {
+        if node == self.me.id {
+            let me = self.me.id;
+            return self.on_net(NetEvent::Frame {
+                peer: me,
+                frame,
+                reply: None,
+            });
+        }
+        let now = self.now_ms();
+        if !self.client.send_to(now, node, frame, &self.book) {
+            warn!(peer = %node, "cannot reach the node to relay a frame to");
+        }
+    }
+
     fn on_net(&mut self, ev: NetEvent) {
+        let now = self.now_ms();
         match ev {
-            NetEvent::Frame(peer, frame) => self.client.on_frame(peer, frame, &self.book),
+            NetEvent::Frame { peer, frame, reply } => match &frame.message {
+                Message::Result { .. } if frame.headers.get("Client").is_some() => {
+                    if let Some((client, notice)) = self.integrator.on_result(now, peer, frame) {
+                        self.relay(client, notice);
+                    }
+                }
+                Message::Integrate { job, tasks, kernel } => {
+                    let (job, kernel) = (*job, kernel.clone());
+                    let results = self.integrator.take_for_integration(peer, job, *tasks);
+                    let executor = self.integrator.executor();
+                    let price = self.price;
+                    let relay = self.relay_tx.clone();
+                    tokio::spawn(
+                        async move {
+                            let answer = tokio::task::spawn_blocking(move || {
+                                integrator::integrate(
+                                    executor.as_ref(),
+                                    price,
+                                    job,
+                                    &kernel,
+                                    results,
+                                )
+                            })
+                            .await;
+                            let Ok(answer) = answer else { return };
+                            match reply {
+                                Some(r) => {
+                                    let _ = r.send(answer);
+                                }
+                                None => {
+                                    let _ = relay.send((peer, answer));
+                                }
+                            }
+                        }
+                        .in_current_span(),
+                    );
+                }
+                Message::Cancel { job, task: None } => self.integrator.forget(peer, *job),
+                _ => self.client.on_frame(now, peer, frame, &self.book),
+            },
+            NetEvent::Incoming { peer, reply } => self.client.links().note_incoming(peer, reply),
             NetEvent::Closed(peer) => {
                 let now = self.now_ms();
                 self.client.on_link_lost(peer, now);
@@ -346,6 +427,15 @@ impl Driver {
         let now = self.now_ms();
         self.book.handle_timeout(now);
         self.client.handle_timeout(now);
+        self.integrator.expire(now);
+        let expiry = self
+            .cfg
+            .network
+            .tick_ms
+            .saturating_mul(u64::from(self.cfg.network.expire_ticks) + 1);
+        self.client
+            .links()
+            .expire_waiting(now, expiry.saturating_mul(4));
     }
 
     fn next_seq(&mut self) -> u64 {
@@ -499,6 +589,7 @@ impl Driver {
                 })
             }),
             "jobs": { "active": self.client.active_jobs(), "tasks_in_pool": self.client.in_pool() },
+            "integrator": { "jobs": self.integrator.held().0, "bytes": self.integrator.held().1 },
             "peers": peers,
             "dropped_beacons": drops,
         })

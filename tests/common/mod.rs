@@ -152,10 +152,23 @@ listen = "127.0.0.1:{control}"
 /// Starts one node per `(name, role)` of `community`, each beaconing to
 /// all the others, and waits until every control endpoint answers.
 pub fn start_cluster(community: &Community, nodes: &[(&str, &str)]) -> Vec<NodeProc> {
+    start_cluster_with(community, nodes, |_, _| String::new())
+}
+
+/// As [`start_cluster`], with config text appended to each node's file:
+/// `extra(index, node ids of all nodes)`, the ids in `nodes` order.
+pub fn start_cluster_with(
+    community: &Community,
+    nodes: &[(&str, &str)],
+    extra: impl Fn(usize, &[String]) -> String,
+) -> Vec<NodeProc> {
     let ports: Vec<Ports> = nodes.iter().map(|_| Ports::free()).collect();
+    let ids: Vec<String> = nodes
+        .iter()
+        .map(|(name, _)| community.issue(name))
+        .collect();
     let mut procs = Vec::new();
     for (i, (name, role)) in nodes.iter().enumerate() {
-        community.issue(name);
         let peers: Vec<Ports> = ports
             .iter()
             .enumerate()
@@ -170,6 +183,12 @@ pub fn start_cluster(community: &Community, nodes: &[(&str, &str)]) -> Vec<NodeP
             ports[i],
             &peers,
         );
+        let more = extra(i, &ids);
+        if !more.is_empty() {
+            let mut text = std::fs::read_to_string(&cfg).unwrap();
+            text.push_str(&more);
+            std::fs::write(&cfg, text).unwrap();
+        }
         procs.push(NodeProc::start(&cfg, name, ports[i]));
     }
     for p in &procs {

@@ -238,6 +238,16 @@ pub enum Message {
     Result { job: JobId, task: u64, ok: bool },
     /// `Cancel/job/task|*`: stop one task, or every task of the job.
     Cancel { job: JobId, task: Option<u64> },
+    /// `Integrate/job/tasks/kernel`: the client asks the node that holds the
+    /// job's results (the scheduler's `result_to`) to integrate tasks
+    /// `0..tasks` with `kernel`'s reduce and send back the job result.
+    Integrate {
+        job: JobId,
+        tasks: u64,
+        kernel: KernelName,
+    },
+    /// `Integrated/job/ok|error`: the body is the job result or the error text.
+    Integrated { job: JobId, ok: bool },
     /// `Propose/epoch/price/proposer`: open a price agreement round.
     Propose {
         epoch: u64,
@@ -280,6 +290,8 @@ impl Message {
             Message::Refuse { .. } => "Refuse",
             Message::Result { .. } => "Result",
             Message::Cancel { .. } => "Cancel",
+            Message::Integrate { .. } => "Integrate",
+            Message::Integrated { .. } => "Integrated",
             Message::Propose { .. } => "Propose",
             Message::Vote { .. } => "Vote",
             Message::Commit { .. } => "Commit",
@@ -359,11 +371,22 @@ impl Message {
                 Ok(Message::Result {
                     job: f.parse(0, "job")?,
                     task: f.parse_with(1, "task", parse_u64)?,
-                    ok: f.parse_with(2, "status", |s| match s {
-                        "ok" => Ok(true),
-                        "error" => Ok(false),
-                        _ => Err(format!("{s:?} is not ok or error")),
-                    })?,
+                    ok: f.parse_with(2, "status", parse_status)?,
+                })
+            }
+            "Integrate" => {
+                let f = f.arity("Integrate", 3)?;
+                Ok(Message::Integrate {
+                    job: f.parse(0, "job")?,
+                    tasks: f.parse_with(1, "tasks", parse_u64)?,
+                    kernel: f.parse_with(2, "kernel", |s| KernelName::new(s))?,
+                })
+            }
+            "Integrated" => {
+                let f = f.arity("Integrated", 2)?;
+                Ok(Message::Integrated {
+                    job: f.parse(0, "job")?,
+                    ok: f.parse_with(1, "status", parse_status)?,
                 })
             }
             "Cancel" => {
@@ -451,6 +474,10 @@ impl fmt::Display for Message {
             Message::Result { job, task, ok } => {
                 write!(f, "{k}/{job}/{task}/{}", if *ok { "ok" } else { "error" })
             }
+            Message::Integrate { job, tasks, kernel } => write!(f, "{k}/{job}/{tasks}/{kernel}"),
+            Message::Integrated { job, ok } => {
+                write!(f, "{k}/{job}/{}", if *ok { "ok" } else { "error" })
+            }
             Message::Cancel { job, task } => match task {
                 Some(t) => write!(f, "{k}/{job}/{t}"),
                 None => write!(f, "{k}/{job}/*"),
@@ -493,6 +520,14 @@ impl fmt::Display for Message {
                 )
             }
         }
+    }
+}
+
+fn parse_status(s: &str) -> Result<bool, String> {
+    match s {
+        "ok" => Ok(true),
+        "error" => Ok(false),
+        _ => Err(format!("{s:?} is not ok or error")),
     }
 }
 

@@ -49,7 +49,7 @@ use std::cmp::Reverse;
 
 use lppsp_core::component::{PendingTask, PlacementRequest, Plan, Scheduler};
 use lppsp_scheduler_round_robin::suitability::{
-    candidates, fill, pick_in_order, Candidate, Policy,
+    candidates, fill, pick_in_order, Candidate, Policy, SchedulerOptions,
 };
 
 /// The name this scheduler is registered under.
@@ -57,11 +57,18 @@ pub const NAME: &str = "price-aware";
 
 /// Places each task on the cheapest suitable node with a free slot.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PriceAware;
+pub struct PriceAware {
+    options: SchedulerOptions,
+}
 
 impl PriceAware {
     pub fn new() -> Self {
-        Self
+        Self::default()
+    }
+
+    /// With `[scheduler.options]` (see [`SchedulerOptions`]).
+    pub fn with_options(options: SchedulerOptions) -> Self {
+        Self { options }
     }
 }
 
@@ -89,7 +96,12 @@ impl Scheduler for PriceAware {
     }
 
     fn place(&mut self, request: &PlacementRequest<'_>) -> Plan {
-        fill(request, rank(request), &mut InRankOrder)
+        fill(
+            request,
+            rank(request),
+            &mut InRankOrder,
+            self.options.integrator,
+        )
     }
 }
 

@@ -31,7 +31,7 @@ use lppsp_core::node_id::NodeId;
 
 pub mod suitability;
 
-use suitability::{candidates, fill, pick_in_order, Candidate, Policy};
+use suitability::{candidates, fill, pick_in_order, Candidate, Policy, SchedulerOptions};
 
 /// The name this scheduler is registered under.
 pub const NAME: &str = "round-robin";
@@ -41,11 +41,20 @@ pub const NAME: &str = "round-robin";
 pub struct RoundRobin {
     /// The node the last task went to.
     last: Option<NodeId>,
+    options: SchedulerOptions,
 }
 
 impl RoundRobin {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// With `[scheduler.options]` (see [`SchedulerOptions`]).
+    pub fn with_options(options: SchedulerOptions) -> Self {
+        Self {
+            last: None,
+            options,
+        }
     }
 
     /// The node the last task was placed on, if any.
@@ -89,7 +98,7 @@ impl Scheduler for RoundRobin {
             next,
             last: self.last,
         };
-        let plan = fill(request, cands, &mut ring);
+        let plan = fill(request, cands, &mut ring, self.options.integrator);
         self.last = ring.last;
         plan
     }

@@ -144,7 +144,9 @@ pub fn fill<'a>(
     request: &PlacementRequest<'a>,
     mut candidates: Vec<Candidate<'a>>,
     policy: &mut impl Policy<'a>,
+    integrator: Option<NodeId>,
 ) -> Plan {
+    let result_to = result_to(request, integrator);
     let mut plan = Plan::default();
     let mut left = request.budget_left;
     let mut tasks = request.pending.iter();
@@ -173,7 +175,7 @@ pub fn fill<'a>(
         plan.placements.push(Placement {
             task: task.task,
             node: c.peer.id,
-            result_to: request.client,
+            result_to,
             est_cost: c.cost,
         });
         policy.placed(&candidates, i);
@@ -183,4 +185,47 @@ pub fn fill<'a>(
             .extend(tasks.map(|t| (t.task, reason.clone())));
     }
     plan
+}
+
+/// Where results go: the configured integrator while it is live in the
+/// book, else the client. A dead integrator would hold results no one can
+/// collect, so the client takes over.
+pub fn result_to(request: &PlacementRequest<'_>, integrator: Option<NodeId>) -> NodeId {
+    integrator
+        .filter(|i| *i == request.client || request.peers.iter().any(|p| p.id == *i))
+        .unwrap_or(request.client)
+}
+
+/// Options both built-in schedulers take.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchedulerOptions {
+    /// `integrator = "<node id>"`: send task results to this node, which
+    /// integrates them and hands the job result to the client.
+    pub integrator: Option<NodeId>,
+}
+
+impl SchedulerOptions {
+    /// Parses the `[scheduler.options]` table, naming any bad key.
+    pub fn parse(options: &lppsp_core::registry::Options) -> Result<Self, String> {
+        let mut out = Self::default();
+        for (key, value) in options {
+            match key.as_str() {
+                "integrator" => {
+                    let text = value
+                        .as_str()
+                        .ok_or_else(|| format!("option `{key}`: expected a node id string"))?;
+                    let id = text
+                        .parse::<NodeId>()
+                        .map_err(|e| format!("option `{key}`: {e}"))?;
+                    out.integrator = Some(id);
+                }
+                other => {
+                    return Err(format!(
+                        "unknown option `{other}` (this scheduler takes `integrator`)"
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
 }

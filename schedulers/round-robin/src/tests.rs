@@ -391,3 +391,48 @@ fn nothing_pending_is_an_empty_plan() {
     assert_eq!(place(&peers, 0, &Constraints::default()), Plan::default());
     assert_eq!(RoundRobin::new().name(), "round-robin");
 }
+
+#[test]
+fn results_go_to_a_live_integrator_and_to_the_client_when_it_is_gone() {
+    let peers = [peer(1), peer(2)];
+    let c = Constraints::default();
+    let opts = SchedulerOptions {
+        integrator: Some(id(2)),
+    };
+    let plan = RoundRobin::with_options(opts).place(&request(&peers, &tasks(2), &c, rich()));
+    assert_eq!(plan.placements.len(), 2);
+    assert!(plan.placements.iter().all(|p| p.result_to == id(2)));
+
+    // The integrator is not in the book (left or expired): the client integrates.
+    let opts = SchedulerOptions {
+        integrator: Some(id(9)),
+    };
+    let plan = RoundRobin::with_options(opts).place(&request(&peers, &tasks(2), &c, rich()));
+    assert!(plan.placements.iter().all(|p| p.result_to == id(CLIENT)));
+}
+
+#[test]
+fn scheduler_options_name_the_bad_key() {
+    let mut o = lppsp_core::registry::Options::new();
+    o.insert(
+        "integrator".into(),
+        toml::Value::String("00000000000000ab".into()),
+    );
+    let parsed = SchedulerOptions::parse(&o).unwrap();
+    assert_eq!(parsed.integrator, Some(id(0xab)));
+
+    o.insert("integrator".into(), toml::Value::Integer(3));
+    assert!(SchedulerOptions::parse(&o)
+        .unwrap_err()
+        .contains("`integrator`"));
+    o.insert("integrator".into(), toml::Value::String("nope".into()));
+    assert!(SchedulerOptions::parse(&o)
+        .unwrap_err()
+        .contains("`integrator`"));
+
+    let mut o = lppsp_core::registry::Options::new();
+    o.insert("cursor".into(), toml::Value::Boolean(true));
+    assert!(SchedulerOptions::parse(&o)
+        .unwrap_err()
+        .contains("`cursor`"));
+}

@@ -1,0 +1,320 @@
+//! Connections between nodes: outgoing links opened on demand, incoming
+//! connections served, and every frame routed to whoever handles it (tasks
+//! to the compute service, everything else to the node driver).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use lppsp_core::book::Book;
+use lppsp_core::component::{Connection, FrameReader, FrameWriter, Transport, TransportError};
+use lppsp_core::wire::{Frame, Message, RefuseReason};
+use lppsp_core::NodeId;
+use tokio::sync::mpsc;
+use tracing::{debug, warn, Instrument};
+
+use crate::compute::ComputeService;
+
+/// Frames to one peer; the connection's writer sends them in batches.
+pub type Outbox = mpsc::UnboundedSender<Frame>;
+
+/// Events from peer connections to the node driver.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// A frame for the driver; `reply` answers on the connection it came
+    /// by (`None`: it came on one of our own links, answer through it).
+    Frame {
+        peer: NodeId,
+        frame: Frame,
+        reply: Option<Outbox>,
+    },
+    /// One of our outgoing links failed or closed.
+    Closed(NodeId),
+    /// A peer connected to us; frames for it may go back this way.
+    Incoming { peer: NodeId, reply: Outbox },
+}
+
+/// Frames held for a node not yet in the book, at most this many per node:
+/// a peer may connect to us before its first Hand reaches us.
+const MAX_WAITING_FRAMES: usize = 65_536;
+
+struct Waiting {
+    since_ms: u64,
+    frames: Vec<Frame>,
+}
+
+/// Our outgoing links, one per peer, opened when first needed.
+pub struct Links {
+    links: HashMap<NodeId, Outbox>,
+    /// Connections peers opened to us, usable the other way.
+    incoming: HashMap<NodeId, Outbox>,
+    waiting: HashMap<NodeId, Waiting>,
+    transport: Arc<dyn Transport>,
+    events: mpsc::UnboundedSender<NetEvent>,
+}
+
+impl Links {
+    pub fn new(transport: Arc<dyn Transport>, events: mpsc::UnboundedSender<NetEvent>) -> Self {
+        Self {
+            links: HashMap::new(),
+            incoming: HashMap::new(),
+            waiting: HashMap::new(),
+            transport,
+            events,
+        }
+    }
+
+    /// Sends `frame` to `node`: over our link to it, else over a connection
+    /// it opened to us, else over a new link to its book address. Returns
+    /// false when the node is not in the book or its link is gone (the
+    /// caller treats the node as lost).
+    pub fn send(&mut self, node: NodeId, frame: Frame, book: &Book) -> bool {
+        let frame = match self.incoming.get(&node) {
+            Some(back) if !self.links.contains_key(&node) => match back.send(frame) {
+                Ok(()) => return true,
+                Err(e) => {
+                    self.incoming.remove(&node);
+                    e.0
+                }
+            },
+            _ => frame,
+        };
+        let link = match self.links.get(&node) {
+            Some(l) => l,
+            None => {
+                let Some(peer) = book.peer(&node) else {
+                    return false;
+                };
+                let l = open_link(
+                    self.transport.clone(),
+                    node,
+                    peer.addr.0,
+                    self.events.clone(),
+                );
+                self.links.entry(node).or_insert(l)
+            }
+        };
+        if link.send(frame).is_err() {
+            self.links.remove(&node);
+            return false;
+        }
+        true
+    }
+
+    /// As [`Links::send`], but a node not yet in the book gets the frame
+    /// when it joins (see [`Links::on_joined`]) instead of being lost.
+    pub fn send_or_hold(&mut self, now_ms: u64, node: NodeId, frame: Frame, book: &Book) -> bool {
+        let known = book.peer(&node).is_some()
+            || self.links.contains_key(&node)
+            || self.incoming.contains_key(&node);
+        if known {
+            return self.send(node, frame, book);
+        }
+        let w = self.waiting.entry(node).or_insert(Waiting {
+            since_ms: now_ms,
+            frames: Vec::new(),
+        });
+        if w.frames.len() >= MAX_WAITING_FRAMES {
+            return false;
+        }
+        w.frames.push(frame);
+        true
+    }
+
+    /// `node` joined the book: sends what was held for it.
+    pub fn on_joined(&mut self, node: NodeId, book: &Book) {
+        if let Some(w) = self.waiting.remove(&node) {
+            for frame in w.frames {
+                if !self.send(node, frame, book) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Drops frames held longer than `max_ms` for nodes that never joined.
+    pub fn expire_waiting(&mut self, now_ms: u64, max_ms: u64) {
+        self.waiting.retain(|node, w| {
+            let keep = now_ms.saturating_sub(w.since_ms) < max_ms;
+            if !keep {
+                warn!(peer = %node, frames = w.frames.len(), "dropping frames for a node that never joined");
+            }
+            keep
+        });
+    }
+
+    /// A peer connected to us.
+    pub fn note_incoming(&mut self, node: NodeId, reply: Outbox) {
+        self.incoming.insert(node, reply);
+    }
+
+    /// Forgets the link to `node` (it closed, or the node left).
+    pub fn drop_link(&mut self, node: &NodeId) {
+        self.links.remove(node);
+    }
+}
+
+/// Opens a connection to `node` in the background; frames sent before it
+/// is up wait in the channel. The peer must prove it is `node`.
+fn open_link(
+    transport: Arc<dyn Transport>,
+    node: NodeId,
+    addr: SocketAddr,
+    events: mpsc::UnboundedSender<NetEvent>,
+) -> Outbox {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(
+        async move {
+            let conn = match transport.connect(addr).await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(peer = %node, %addr, error = %e, "cannot connect");
+                    let _ = events.send(NetEvent::Closed(node));
+                    return;
+                }
+            };
+            if conn.peer().node != node {
+                warn!(expected = %node, got = %conn.peer().node, %addr, "peer is not who the book says");
+                let _ = events.send(NetEvent::Closed(node));
+                return;
+            }
+            let (writer, reader) = conn.split();
+            tokio::spawn(write_batches(writer, rx).in_current_span());
+            forward_frames(node, reader, &events, None).await;
+            let _ = events.send(NetEvent::Closed(node));
+        }
+        .in_current_span(),
+    );
+    tx
+}
+
+/// Hands each frame to the node driver until the connection ends.
+async fn forward_frames(
+    peer: NodeId,
+    mut reader: Box<dyn FrameReader>,
+    events: &mpsc::UnboundedSender<NetEvent>,
+    reply: Option<&Outbox>,
+) {
+    loop {
+        match reader.read_frame().await {
+            Ok(Some(frame)) => {
+                let ev = NetEvent::Frame {
+                    peer,
+                    frame,
+                    reply: reply.cloned(),
+                };
+                if events.send(ev).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => return,
+            Err(TransportError::BadFrame(e)) => debug!(%peer, error = %e, "bad frame skipped"),
+            Err(e) => {
+                debug!(%peer, error = %e, "connection lost");
+                return;
+            }
+        }
+    }
+}
+
+/// Serves one incoming, authenticated connection until it closes: tasks
+/// and cancels go to the compute service (or are refused when this node
+/// does not compute), every other frame to the node driver.
+pub async fn serve_connection(
+    conn: Box<dyn Connection>,
+    compute: Option<Arc<ComputeService>>,
+    events: mpsc::UnboundedSender<NetEvent>,
+) {
+    let peer = conn.peer().node;
+    let (writer, mut reader) = conn.split();
+    let (reply_tx, reply_rx) = mpsc::unbounded_channel();
+    let writer_task = tokio::spawn(write_batches(writer, reply_rx).in_current_span());
+    let _ = events.send(NetEvent::Incoming {
+        peer,
+        reply: reply_tx.clone(),
+    });
+    loop {
+        let frame = match reader.read_frame().await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(TransportError::BadFrame(e)) => {
+                if let Some(c) = &compute {
+                    c.count_bad_frame();
+                }
+                debug!(%peer, error = %e, "bad frame skipped");
+                continue;
+            }
+            Err(e) => {
+                if let Some(c) = &compute {
+                    c.count_bad_frame();
+                }
+                debug!(%peer, error = %e, "connection closed");
+                break;
+            }
+        };
+        match (&frame.message, &compute) {
+            // Cancel of a whole job is also for an integrator holding its results.
+            (Message::Cancel { task: None, .. }, Some(c)) => {
+                c.on_frame(peer, frame.clone(), &reply_tx);
+                let ev = NetEvent::Frame {
+                    peer,
+                    frame,
+                    reply: Some(reply_tx.clone()),
+                };
+                if events.send(ev).is_err() {
+                    break;
+                }
+            }
+            (Message::Task { .. } | Message::Cancel { .. }, Some(c)) => {
+                c.on_frame(peer, frame, &reply_tx)
+            }
+            (Message::Task { job, task, .. }, None) => {
+                let refuse = Message::Refuse {
+                    job: *job,
+                    task: *task,
+                    reason: RefuseReason::Unavailable,
+                };
+                let _ = reply_tx.send(Frame::new(frame.price, refuse));
+            }
+            _ => {
+                let ev = NetEvent::Frame {
+                    peer,
+                    frame,
+                    reply: Some(reply_tx.clone()),
+                };
+                if events.send(ev).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(c) = &compute {
+        // The peer is gone: its queued and running tasks are not wanted.
+        c.cancel_all_of(peer);
+    }
+    drop(reply_tx);
+    let _ = writer_task.await;
+}
+
+/// Writes frames from `rx` in batches: whatever is queued goes in one write.
+pub async fn write_batches(
+    mut writer: Box<dyn FrameWriter>,
+    mut rx: mpsc::UnboundedReceiver<Frame>,
+) {
+    let mut batch = Vec::with_capacity(256);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < 1024 {
+            match rx.try_recv() {
+                Ok(f) => batch.push(f),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = writer.write_frames(&batch).await {
+            debug!(error = %e, "write failed; connection done");
+            return;
+        }
+        batch.clear();
+    }
+    let _ = writer.close().await;
+}

@@ -1,0 +1,128 @@
+//! Results to the node the scheduler names: a compute node integrates the
+//! job and hands the result to the client; when it dies, the client takes
+//! over and nothing is lost or counted twice.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// A client whose scheduler sends results to `compute-2`, and two compute nodes.
+fn cluster() -> (Community, Vec<NodeProc>, String) {
+    let community = Community::new();
+    let nodes = [
+        ("client", "client"),
+        ("compute-1", "compute"),
+        ("compute-2", "compute"),
+    ];
+    let procs = start_cluster_with(&community, &nodes, |i, ids| {
+        if i == 0 {
+            format!(
+                "\n[scheduler]\nkind = \"round-robin\"\n\n[scheduler.options]\nintegrator = \"{}\"\n",
+                ids[2]
+            )
+        } else {
+            String::new()
+        }
+    });
+    let integrator = procs[2].id();
+    wait_for(Duration::from_secs(5), || {
+        procs[0].status()["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["slots"].as_u64() > Some(0))
+            .count()
+            == 2
+    })
+    .expect("client sees both compute nodes");
+    (community, procs, integrator)
+}
+
+fn submit_args(control: &str, kernel: &str, range: &str) -> Vec<String> {
+    [
+        "submit",
+        "--json",
+        "--control",
+        control,
+        "--kernel",
+        kernel,
+        "--range",
+        range,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[test]
+fn the_named_node_integrates_and_hands_the_result_to_the_client() {
+    let (_community, procs, integrator) = cluster();
+    let control = procs[0].ports.control_addr().to_string();
+    let out = Command::new(bin())
+        .args(submit_args(&control, "w1-sum-squares", "0..10000"))
+        .output()
+        .unwrap();
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let last = events.last().unwrap();
+    assert!(out.status.success(), "{last}\n{}", procs[0].log_text());
+    assert_eq!(last["result"], "1291890006563070912");
+    assert_eq!(last["integrated_by"], integrator.as_str(), "{last}");
+    assert_eq!(last["progress"]["done"], 10_000);
+    // Both compute nodes ran tasks; the integrator holds nothing afterwards.
+    let nodes = last["nodes"].as_object().unwrap();
+    assert_eq!(nodes.len(), 2, "{last}");
+    assert!(nodes
+        .values()
+        .all(|t| t["tasks_done"].as_u64().unwrap() > 0));
+    let held = procs[2].status()["integrator"].clone();
+    assert_eq!(held["jobs"], 0, "{held}");
+    assert!(procs[2].log_text().contains("peer connected"));
+}
+
+#[test]
+fn when_the_integrator_dies_the_client_integrates_and_loses_nothing() {
+    let (_community, mut procs, _integrator) = cluster();
+    let control = procs[0].ports.control_addr().to_string();
+    let samples = 3_000_000u64;
+    let mut args = submit_args(&control, "w2-monte-carlo-pi", "0..200");
+    args.extend(["--extra".to_string(), samples.to_string()]);
+    let mut child = Command::new(bin())
+        .args(&args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut killed = false;
+    let mut last = serde_json::Value::Null;
+    for line in BufReader::new(stdout).lines() {
+        let ev: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if !killed && ev["event"] == "progress" && ev["progress"]["done"].as_u64().unwrap() >= 30 {
+            procs[2].signal(SIGKILL);
+            killed = true;
+        }
+        last = ev;
+    }
+    let status = child.wait().unwrap();
+    assert!(killed, "the job ended before the kill");
+    assert!(status.success(), "{last}\n{}", procs[0].log_text());
+    let hits: u64 = (0..200)
+        .map(|i| lppsp_executor_builtin::w2_hits(i, samples))
+        .sum();
+    assert!(
+        last["result"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{hits} hits")),
+        "{last}"
+    );
+    assert_eq!(last["progress"]["done"], 200, "{last}");
+    // Integrated at the client, not by the dead node.
+    assert!(last["integrated_by"].is_null(), "{last}");
+}
