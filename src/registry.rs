@@ -30,6 +30,7 @@ pub fn builtin() -> Registry {
         Ok(Box::new(PriceAware::with_options(options)))
     });
     r.register_balancer("fsm", lppsp_balancer_fsm::FsmBalancer::build);
+    r.register_balancer("ml", lppsp_balancer_ml::MlBalancer::build);
     r.register_executor("builtin", |o| {
         no_options(o)?;
         Ok(Arc::new(lppsp_executor_builtin::BuiltinExecutor::new()))

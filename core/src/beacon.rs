@@ -92,6 +92,9 @@ pub struct BeaconHeaders<'a> {
     pub queue: Option<u64>,
     /// Hand only: task slots offered (0 for a node that does not compute).
     pub slots: Option<u32>,
+    /// Hand only: the round that set the committed price the frame carries
+    /// (`Epoch: <epoch> <proposer or ->`), so that peers converge on it.
+    pub epoch: Option<(u64, Option<NodeId>)>,
 }
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -122,6 +125,10 @@ pub fn build(
     if let Some(n) = h.slots {
         frame = frame.with_header("Slots", n.to_string());
     }
+    if let Some((epoch, proposer)) = h.epoch {
+        let who = proposer.map_or_else(|| "-".to_string(), |p| p.to_string());
+        frame = frame.with_header("Epoch", format!("{epoch} {who}"));
+    }
     let mut out = Vec::with_capacity(1024);
     wire::encode(&frame, &mut out);
     // Drop the blank line, sign the head, then append Sig and the blank line.
@@ -146,6 +153,19 @@ pub struct VerifiedBeacon {
     pub software: Option<String>,
     pub queue: Option<u64>,
     pub slots: Option<u32>,
+    /// Hand only: the sender's committed (epoch, proposer).
+    pub epoch: Option<(u64, Option<NodeId>)>,
+}
+
+/// Parses an `Epoch` header value: `<epoch> <proposer or ->`.
+fn parse_epoch(v: &str) -> Option<(u64, Option<NodeId>)> {
+    let (e, who) = v.split_once(' ')?;
+    let epoch = e.parse().ok()?;
+    let proposer = match who {
+        "-" => None,
+        w => Some(w.parse().ok()?),
+    };
+    Some((epoch, proposer))
 }
 
 /// A beacon decoded but not yet checked against the book's state
@@ -166,9 +186,16 @@ pub struct ParsedBeacon<'a> {
 pub fn parse(datagram: &[u8]) -> Result<ParsedBeacon<'_>, DropReason> {
     let frame =
         wire::decode_datagram(datagram, &Limits::datagram()).map_err(|_| DropReason::Malformed)?;
+    // Beacons, and the price agreement messages that ride the same signed
+    // channel so that every node hears every round.
     if !matches!(
         frame.message,
-        Message::Hand(_) | Message::Leave { .. } | Message::Idle { .. }
+        Message::Hand(_)
+            | Message::Leave { .. }
+            | Message::Idle { .. }
+            | Message::Propose { .. }
+            | Message::Vote { .. }
+            | Message::Commit { .. }
     ) || frame.body.is_some()
     {
         return Err(DropReason::Malformed);
@@ -267,6 +294,7 @@ impl ParsedBeacon<'_> {
             software: h.get("Software").map(str::to_string),
             queue: h.get("Queue").and_then(|q| q.parse().ok()),
             slots: h.get("Slots").and_then(|q| q.parse().ok()),
+            epoch: h.get("Epoch").and_then(parse_epoch),
             message: self.frame.message,
             cert_der: self.cert_der,
         })

@@ -83,6 +83,11 @@ pub enum BookEvent {
     Departed(NodeId, Departure),
     /// Idle flag or queue changed.
     IdleChanged(NodeId),
+    /// A verified price agreement message (Propose, Vote, Commit) from a
+    /// member of the book.
+    Market(NodeId, Message),
+    /// A member's Hand said which round set the price it holds.
+    PeerCommitted(NodeId, crate::market::Committed),
 }
 
 /// The information book.
@@ -227,6 +232,14 @@ impl Book {
         let id = b.node;
         match b.message {
             Message::Hand(hand) => {
+                if let Some((epoch, proposer)) = b.epoch {
+                    let state = crate::market::Committed {
+                        epoch,
+                        proposer,
+                        price: b.price,
+                    };
+                    self.events.push_back(BookEvent::PeerCommitted(id, state));
+                }
                 // A Hand without an address to reach it names the unspecified
                 // address: the datagram's source is then the best we know.
                 let mut addr = hand.addr;
@@ -299,7 +312,14 @@ impl Book {
                 }
                 self.remove(id, now_ms, Departure::Left);
             }
-            // beacon::parse admits only the three beacon kinds.
+            Message::Propose { .. } | Message::Vote { .. } | Message::Commit { .. } => {
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.last_seen_ms = now_ms;
+                    p.last_seq = b.seq;
+                    self.events.push_back(BookEvent::Market(id, b.message));
+                }
+            }
+            // beacon::parse admits no other kind.
             _ => {}
         }
     }

@@ -14,6 +14,7 @@ pub mod book;
 pub mod component;
 pub mod config;
 pub mod job;
+pub mod market;
 pub mod money;
 pub mod node_id;
 pub mod registry;

@@ -200,6 +200,22 @@ pub struct Client {
     down_ms: u64,
     /// Bounty spent by finished jobs.
     pub spent: Bounty,
+    /// Charges counted since the driver last took them, for its accounts.
+    metered: Vec<Metered>,
+    /// A job ended since the driver last asked: time to settle.
+    job_ended: bool,
+}
+
+/// One task's charge, for the node's accounts.
+#[derive(Debug, Clone, Copy)]
+pub struct Metered {
+    pub job: JobId,
+    pub payee: NodeId,
+    pub price: Price,
+    pub power: u64,
+    pub micros: u64,
+    pub charge: Bounty,
+    pub fuel: Option<u64>,
 }
 
 impl Client {
@@ -222,11 +238,32 @@ impl Client {
             down: HashMap::new(),
             down_ms,
             spent: Bounty::ZERO,
+            metered: Vec::new(),
+            job_ended: false,
         }
     }
 
     pub fn active_jobs(&self) -> usize {
         self.jobs.len()
+    }
+
+    /// Charges counted since the last call.
+    pub fn take_metered(&mut self) -> Vec<Metered> {
+        std::mem::take(&mut self.metered)
+    }
+
+    /// Whether a job ended since the last call.
+    pub fn take_job_ended(&mut self) -> bool {
+        std::mem::take(&mut self.job_ended)
+    }
+
+    /// Tasks of this client's jobs not yet placed (demand the compute
+    /// nodes' queues do not show yet).
+    pub fn pending(&self) -> u64 {
+        self.jobs
+            .values()
+            .map(|j| j.tracker.progress().pending)
+            .sum()
     }
 
     /// Tasks this client has queued or running in the pool.
@@ -348,6 +385,7 @@ impl Client {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(promised)
                     .min(promised);
+                let fuel = frame.headers.get("Fuel").and_then(|v| v.parse().ok());
                 let body = frame.body.map(|b| b.to_bytes()).unwrap_or_default();
                 let report = TaskReport {
                     node: worker,
@@ -358,7 +396,17 @@ impl Client {
                     power,
                     held_by,
                 };
-                j.tracker.on_result(now_ms, report, price);
+                if let Some(charge) = j.tracker.on_result(now_ms, report, price) {
+                    self.metered.push(Metered {
+                        job,
+                        payee: worker,
+                        price,
+                        power,
+                        micros,
+                        charge,
+                        fuel,
+                    });
+                }
             }
             Message::Integrated { job, ok } => {
                 if let Some(j) = self.jobs.get_mut(&job) {
@@ -564,6 +612,7 @@ impl Client {
                 let Some(job) = self.jobs.remove(&id) else {
                     return;
                 };
+                self.job_ended = true;
                 let progress = job.tracker.progress();
                 self.spent = self.spent.checked_add(progress.spent).unwrap_or(self.spent);
                 let nodes: BTreeMap<String, serde_json::Value> = job

@@ -72,6 +72,9 @@ pub struct ComputeService {
     load: Arc<AtomicU64>,
     running: Running,
     pub stats: Arc<ComputeStats>,
+    /// Clients refused work: their claimed bounty exceeds what the ledger
+    /// says they have (DESIGN 4.8).
+    refused_clients: Mutex<std::collections::HashSet<NodeId>>,
 }
 
 /// A result on its way to an integrator (a node other than the client),
@@ -115,12 +118,20 @@ impl ComputeService {
             load,
             running,
             stats,
+            refused_clients: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
     /// Tasks queued or running here (the Idle beacon's Queue).
     pub fn load(&self) -> u64 {
         self.load.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the set of clients that cannot pay.
+    pub fn set_refused_clients(&self, clients: std::collections::HashSet<NodeId>) {
+        if let Ok(mut r) = self.refused_clients.lock() {
+            *r = clients;
+        }
     }
 
     /// Counts a frame that could not be read (shown in status).
@@ -156,6 +167,14 @@ impl ComputeService {
                 let input = frame.body.map(|b| b.to_bytes()).unwrap_or_default();
                 if !self.cfg.sharing || self.cfg.slots == 0 {
                     return refuse(RefuseReason::Unavailable);
+                }
+                let cannot_pay = self
+                    .refused_clients
+                    .lock()
+                    .map(|r| r.contains(&client))
+                    .unwrap_or(false);
+                if cannot_pay {
+                    return refuse(RefuseReason::CannotPay);
                 }
                 if !self.executor.has_kernel(&kernel) {
                     return refuse(RefuseReason::UnknownKernel);

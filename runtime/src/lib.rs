@@ -5,6 +5,7 @@
 //! and drives the sans-IO state machines of `lppsp-core` with it. The
 //! simulator drives the same state machines with virtual time instead.
 
+pub mod accounts;
 pub mod beacon_socket;
 pub mod client;
 pub mod compute;

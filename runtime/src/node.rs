@@ -7,8 +7,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use lppsp_core::beacon::{self, BeaconCrypto, BeaconHeaders};
 use lppsp_core::book::{Book, BookConfig, BookEvent, Departure};
+use lppsp_core::component::{Balancer, MarketSample};
 use lppsp_core::config::NodeConfig;
-use lppsp_core::money::{Bounty, Price};
+use lppsp_core::market::{self, Market, MarketConfig, MarketOutput};
+use lppsp_core::money::Bounty;
 use lppsp_core::registry::{Registry, TransportParams};
 use lppsp_core::wire::{Arch, Endpoint, Hand, Message};
 use lppsp_core::{NodeId, PROTOCOL_VERSION};
@@ -19,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
+use crate::accounts::{Accounts, Stored};
 use crate::client::Client;
 use crate::compute::{ComputeConfig, ComputeService};
 use crate::control::{self, ControlRequest, Request};
@@ -162,8 +165,16 @@ async fn run_inner(
             .in_current_span(),
         );
     }
+    let (stored_tx, stored_rx) = mpsc::unbounded_channel();
+    let accounts =
+        Accounts::open(&cfg.node.data_dir, id, cfg.market.grant, stored_tx).map_err(|e| {
+            NodeError::Startup(format!("ledger in {}: {e}", cfg.node.data_dir.display()))
+        })?;
     let scheduler = registry
         .scheduler(&cfg.scheduler)
+        .map_err(|e| NodeError::Startup(e.to_string()))?;
+    let balancer = registry
+        .balancer(&cfg.balancer)
         .map_err(|e| NodeError::Startup(e.to_string()))?;
     let expiry_ms = cfg
         .network
@@ -195,7 +206,14 @@ async fn run_inner(
         }),
         destinations: beacon_socket::destinations(&cfg.network),
         seq: wall_ms(),
-        price: cfg.market.initial_price,
+        market: Market::new(MarketConfig {
+            me: id,
+            initial_price: cfg.market.initial_price,
+            repeat_ms: cfg.network.tick_ms,
+            round_timeout_ms: expiry_ms.saturating_mul(3),
+        }),
+        balancer,
+        last_sample: None,
         started: Instant::now(),
         idle: true,
         queue: 0,
@@ -209,8 +227,11 @@ async fn run_inner(
         client,
         integrator: Integrator::new(executor),
         relay_tx,
+        accounts,
     };
-    driver.run(control_rx, net_rx, relay_rx, shutdown).await
+    driver
+        .run(control_rx, net_rx, relay_rx, stored_rx, shutdown)
+        .await
 }
 
 fn wall_ms() -> u64 {
@@ -229,7 +250,9 @@ struct Driver {
     destinations: Vec<SocketAddr>,
     transport: Arc<dyn lppsp_core::component::Transport>,
     seq: u64,
-    price: Price,
+    market: Market,
+    balancer: Box<dyn Balancer>,
+    last_sample: Option<MarketSample>,
     started: Instant,
     idle: bool,
     queue: u64,
@@ -240,6 +263,7 @@ struct Driver {
     /// Frames for other nodes from tasks off the driver (results relayed to
     /// an integrator, integrated job results).
     relay_tx: mpsc::UnboundedSender<(NodeId, lppsp_core::wire::Frame)>,
+    accounts: Accounts,
 }
 
 impl Driver {
@@ -252,6 +276,7 @@ impl Driver {
         mut control_rx: mpsc::Receiver<ControlRequest>,
         mut net_rx: mpsc::UnboundedReceiver<NetEvent>,
         mut relay_rx: mpsc::UnboundedReceiver<(NodeId, lppsp_core::wire::Frame)>,
+        mut stored_rx: mpsc::UnboundedReceiver<Stored>,
         shutdown: CancellationToken,
     ) -> Result<(), NodeError> {
         let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.network.tick_ms));
@@ -277,6 +302,7 @@ impl Driver {
                 _ = tick.tick() => self.on_tick().await,
                 _ = sleep_until_opt(deadline) => self.book.handle_timeout(self.now_ms()),
                 Some(req) = control_rx.recv() => self.on_control(req).await,
+                Some(stored) = stored_rx.recv() => self.on_stored(stored).await,
                 Some((node, frame)) = relay_rx.recv() => {
                     self.relay(node, frame);
                     for _ in 0..4096 {
@@ -298,9 +324,11 @@ impl Driver {
                 }
             }
             self.drain_book_events();
+            self.flush_market().await;
+            self.settle();
             if self.client.active_jobs() > 0 {
                 self.client
-                    .schedule(self.now_ms(), &self.book, self.price)
+                    .schedule(self.now_ms(), &self.book, self.market.price())
                     .await;
             }
         }
@@ -310,6 +338,16 @@ impl Driver {
     }
 
     fn on_datagram(&mut self, src: SocketAddr, data: &[u8]) {
+        if is_receipt(data) {
+            match lppsp_ledger::Receipt::from_bytes(data) {
+                Ok(r) => self.on_receipt(r, None),
+                Err(e) => {
+                    self.accounts.stats.receipts_rejected += 1;
+                    debug!(%src, error = %e, "receipt dropped");
+                }
+            }
+            return;
+        }
         let now = self.now_ms();
         let crypto = Crypto(self.identity.verifier());
         match self
@@ -340,6 +378,12 @@ impl Driver {
                     self.client.on_node_lost(id);
                 }
                 BookEvent::IdleChanged(id) => debug!(peer = %id, "peer idle state changed"),
+                BookEvent::Market(from, message) => {
+                    let live = self.live_members();
+                    let now = self.now_ms();
+                    self.market.on_message(now, from, &message, &live);
+                }
+                BookEvent::PeerCommitted(_, state) => self.market.on_peer_state(state),
             }
         }
     }
@@ -374,7 +418,7 @@ impl Driver {
                     let (job, kernel) = (*job, kernel.clone());
                     let results = self.integrator.take_for_integration(peer, job, *tasks);
                     let executor = self.integrator.executor();
-                    let price = self.price;
+                    let price = self.market.price();
                     let relay = self.relay_tx.clone();
                     tokio::spawn(
                         async move {
@@ -402,6 +446,13 @@ impl Driver {
                     );
                 }
                 Message::Cancel { job, task: None } => self.integrator.forget(peer, *job),
+                Message::Receipt { .. } => match lppsp_ledger::Receipt::from_frame(&frame) {
+                    Ok(r) => self.on_receipt(r, reply),
+                    Err(e) => {
+                        self.accounts.stats.receipts_rejected += 1;
+                        debug!(%peer, error = %e, "receipt dropped");
+                    }
+                },
                 _ => self.client.on_frame(now, peer, frame, &self.book),
             },
             NetEvent::Incoming { peer, reply } => self.client.links().note_incoming(peer, reply),
@@ -417,16 +468,27 @@ impl Driver {
         self.send_hand().await;
         let load = self.compute.as_ref().map(|c| c.load()).unwrap_or(0);
         let idle = load == 0;
+        // The Queue header counts every task waiting here: running or
+        // queued on this node's slots, and this node's jobs' tasks not yet
+        // placed, so that every node computes the same pool pressure.
+        let queue = load.saturating_add(self.client.pending());
         // Idle is sent on change; repeating it every few ticks heals a lost datagram.
-        let changed = idle != self.idle || load != self.queue;
+        let changed = idle != self.idle || queue != self.queue;
         self.idle = idle;
-        self.queue = load;
+        self.queue = queue;
         if changed || self.ticks % 5 == 0 {
             self.send_idle().await;
         }
         let now = self.now_ms();
         self.book.handle_timeout(now);
         self.client.handle_timeout(now);
+        self.sample_market(now);
+        for r in self.accounts.due_for_resend(now) {
+            self.spread_receipt(&r).await;
+        }
+        if self.ticks % 5 == 0 {
+            self.check_claims();
+        }
         self.integrator.expire(now);
         let expiry = self
             .cfg
@@ -453,13 +515,19 @@ impl Driver {
             protocol: hand.then_some(PROTOCOL_VERSION),
             software: hand.then_some(SOFTWARE),
             queue: matches!(message, Message::Idle { .. }).then_some(self.queue),
+            epoch: hand.then(|| {
+                let c = self.market.committed();
+                (c.epoch, c.proposer)
+            }),
             slots: hand.then_some(if self.cfg.node.role.computes() {
                 self.cfg.share.slots
             } else {
                 0
             }),
         };
-        let datagram = beacon::build(self.price, message, &headers, |m| self.identity.sign(m));
+        let datagram = beacon::build(self.market.price(), message, &headers, |m| {
+            self.identity.sign(m)
+        });
         for dest in &self.destinations {
             if let Err(e) = self.udp.send_to(&datagram, dest).await {
                 debug!(%dest, error = %e, "beacon send failed");
@@ -492,15 +560,9 @@ impl Driver {
         }
     }
 
-    /// Grant + earned - spent, as far as this node knows.
+    /// Grant + earned - spent by the ledger, less charges not yet settled.
     fn remaining_bounty(&self) -> Bounty {
-        let earned = self.earned_total();
-        self.cfg
-            .market
-            .grant
-            .checked_add(earned)
-            .unwrap_or(self.cfg.market.grant)
-            .saturating_sub(self.client.spent)
+        self.accounts.remaining()
     }
 
     fn earned_total(&self) -> Bounty {
@@ -513,6 +575,176 @@ impl Driver {
         earned
             .values()
             .fold(Bounty::ZERO, |a, b| a.checked_add(*b).unwrap_or(a))
+    }
+
+    /// Checks a receipt's signature against its payer's certificate (from
+    /// the book, or our own) and stores it.
+    fn on_receipt(&mut self, receipt: lppsp_ledger::Receipt, reply: Option<links::Outbox>) {
+        let payer = receipt.payer();
+        let cert: Option<Vec<u8>> = if payer == self.me.id {
+            Some(self.identity.cert_der().to_vec())
+        } else {
+            self.book.peer(&payer).map(|p| p.cert_der.clone())
+        };
+        let Some(cert) = cert else {
+            self.accounts.stats.receipts_rejected += 1;
+            debug!(%payer, "receipt from a payer not in the book");
+            return;
+        };
+        let verifier = self.identity.verifier();
+        let check =
+            |_: &NodeId, msg: &[u8], sig: &[u8]| verifier.verify_signature(&cert, msg, sig).is_ok();
+        if let Err(e) = receipt.verify(&check) {
+            self.accounts.stats.receipts_rejected += 1;
+            warn!(%payer, error = %e, "receipt refused");
+            return;
+        }
+        self.accounts.receive(receipt, reply);
+    }
+
+    /// A receipt is on disk: ours goes to its payee and to everyone; a
+    /// payee acknowledges by echoing the receipt to the payer.
+    async fn on_stored(&mut self, stored: Stored) {
+        match stored {
+            Stored::Issued(r) => self.spread_receipt(&r).await,
+            Stored::Received { receipt, reply } => {
+                if receipt.payee() == self.me.id {
+                    let frame = receipt.to_frame();
+                    let sent = reply.is_some_and(|r| r.send(frame.clone()).is_ok());
+                    if !sent {
+                        let now = self.now_ms();
+                        self.client.send_to(now, receipt.payer(), frame, &self.book);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn spread_receipt(&mut self, r: &lppsp_ledger::Receipt) {
+        let now = self.now_ms();
+        self.client
+            .send_to(now, r.payee(), r.to_frame(), &self.book);
+        for dest in &self.destinations {
+            if let Err(e) = self.udp.send_to(r.as_bytes(), dest).await {
+                debug!(%dest, error = %e, "receipt broadcast failed");
+            }
+        }
+    }
+
+    /// Meters the charges the client counted and settles when a job ended
+    /// or the settlement period passed.
+    fn settle(&mut self) {
+        for m in self.client.take_metered() {
+            self.accounts
+                .meter(m.job, m.payee, m.price, m.power, m.micros, m.charge, m.fuel);
+        }
+        let now = self.now_ms();
+        if self.client.take_job_ended() || self.accounts.settle_due(now) {
+            let identity = &self.identity;
+            let price = self.market.price();
+            self.accounts.settle(now, price, &|m| identity.sign(m));
+        }
+    }
+
+    /// Clients whose claimed bounty (in their Hand) exceeds their ledger
+    /// balance here, beyond receipts still on their way, get no work.
+    fn check_claims(&self) {
+        let Some(compute) = &self.compute else {
+            return;
+        };
+        let grant = self.accounts.grant();
+        let tolerance = grant.micros() / 100 + 1_000_000;
+        let mut refused = std::collections::HashSet::new();
+        for p in self.book.peers().filter(|p| p.is_client) {
+            let Some(balance) = self.accounts.balance(p.id) else {
+                continue;
+            };
+            let claimed = p
+                .remaining_bounty
+                .map(|b| i128::from(b.micros()))
+                .unwrap_or(0);
+            let over = claimed > balance.micros() + i128::from(tolerance);
+            if over || balance.micros() <= 0 {
+                warn!(peer = %p.id, claimed = %p.remaining_bounty.unwrap_or(Bounty::ZERO), ledger = %balance, "client refused work: it claims more bounty than it has");
+                refused.insert(p.id);
+            }
+        }
+        compute.set_refused_clients(refused);
+    }
+
+    /// The other members of the book, for price rounds.
+    fn live_members(&self) -> Vec<NodeId> {
+        self.book.peers().map(|p| p.id).collect()
+    }
+
+    /// Feeds the balancer one market sample (every tick) and runs the
+    /// agreement's timers.
+    fn sample_market(&mut self, now: u64) {
+        let mut in_pool = self.queue;
+        let mut supply = if self.idle && self.compute.is_some() {
+            self.me.power
+        } else {
+            0
+        };
+        let mut nodes: u32 = 1;
+        for p in self.book.peers() {
+            nodes = nodes.saturating_add(1);
+            in_pool = in_pool.saturating_add(p.queue);
+            if p.slots > 0 && p.idle {
+                supply = supply.saturating_add(p.power);
+            }
+        }
+        let sample = MarketSample {
+            at_ms: now,
+            price: self.market.price(),
+            pressure_milli: market::pressure_milli(in_pool, nodes),
+            demand_tasks: in_pool,
+            supply_mflops: supply,
+            nodes,
+        };
+        self.last_sample = Some(sample);
+        let live = self.live_members();
+        if let Some(p) = self.balancer.on_sample(&sample) {
+            info!(price = %p.price, evidence = %p.evidence, "balancer proposes a price");
+            self.market.propose(now, p.price, p.evidence, &live);
+        }
+        self.market.handle_timeout(now, &live);
+    }
+
+    /// Sends what the price agreement asks for and applies commits.
+    async fn flush_market(&mut self) {
+        for out in self.market.drain() {
+            match out {
+                MarketOutput::Broadcast(message) => self.broadcast(message, false).await,
+                MarketOutput::Committed(c) => {
+                    info!(price = %c.price, epoch = c.epoch, proposer = ?c.proposer.map(|p| p.to_string()), "price committed");
+                    self.balancer.on_commit(c.price);
+                }
+            }
+        }
+    }
+
+    fn market_status(&self) -> serde_json::Value {
+        let c = self.market.committed();
+        let behind: Vec<String> = self
+            .book
+            .peers()
+            .filter(|p| p.price != c.price)
+            .map(|p| p.id.to_string())
+            .collect();
+        json!({
+            "price": c.price.to_string(),
+            "epoch": c.epoch,
+            "proposer": c.proposer.map(|p| p.to_string()),
+            "pressure": self.last_sample.map(|s| s.pressure_milli as f64 / 1000.0),
+            "demand_tasks": self.last_sample.map(|s| s.demand_tasks),
+            "supply_mflops": self.last_sample.map(|s| s.supply_mflops),
+            "balancer": self.balancer.describe(),
+            "open_round": self.market.open_round().map(|(epoch, price, yes)| json!({"epoch": epoch, "price": price.to_string(), "yes_votes": yes})),
+            "last_abandoned": self.market.last_abandoned(),
+            "rounds": self.market.stats(),
+            "peers_at_other_price": behind,
+        })
     }
 
     async fn on_control(&mut self, req: ControlRequest) {
@@ -569,12 +801,18 @@ impl Driver {
                 "uptime_ms": now,
                 "transport": self.transport.name(),
             },
-            "market": { "price": self.price.to_string() },
+            "market": self.market_status(),
             "balance": {
                 "grant": self.cfg.market.grant.to_string(),
                 "earned": self.earned_total().to_string(),
                 "spent": self.client.spent.to_string(),
                 "remaining": self.remaining_bounty().to_string(),
+                "ledger": self.accounts.balance(self.me.id).map(|b| b.to_string()),
+                "unsettled": self.accounts.unsettled().to_string(),
+            },
+            "ledger": {
+                "receipts": self.accounts.receipt_count(),
+                "stats": self.accounts.stats,
             },
             "compute": self.compute.as_ref().map(|c| {
                 use std::sync::atomic::Ordering::Relaxed;
@@ -601,4 +839,13 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// Whether a datagram is a receipt (second line `Receipt/...`) rather than
+/// a beacon.
+fn is_receipt(data: &[u8]) -> bool {
+    data.windows(2)
+        .position(|w| w == b"\r\n")
+        .and_then(|i| data.get(i + 2..))
+        .is_some_and(|rest| rest.starts_with(b"Receipt/"))
 }

@@ -1,0 +1,245 @@
+//! The node's accounts: charges metered per task, settled in receipts
+//! signed by the payer (per job, payee, price and power; on job end and
+//! periodically), stored durably before anyone is told, spread to every
+//! node, and balances computed from the ledger (DESIGN 4.8).
+//!
+//! A receipt goes: payer signs -> payer's ledger commits (group commit) ->
+//! payer sends it to the payee over TLS and broadcasts it on the beacon
+//! channel -> each node verifies the payer's signature with the certificate
+//! in its book and commits it -> the payee echoes the receipt back, which is
+//! its acknowledgement; the payer sends unacknowledged receipts again.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::SystemTime;
+
+use lppsp_core::money::{Bounty, Price};
+use lppsp_core::wire::JobId;
+use lppsp_core::NodeId;
+use lppsp_ledger::{
+    unix_secs, Balance, Ledger, LedgerError, LedgerWriter, Receipt, ReceiptFields, ReceiptFilter,
+};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+/// Settle open meters at least this often, so a long job's payees are not
+/// owed an unbounded amount (Golem's debit notes do the same).
+pub const SETTLE_EVERY_MS: u64 = 10_000;
+/// Send an unacknowledged receipt again after this long.
+pub const RESEND_AFTER_MS: u64 = 5_000;
+
+/// What the driver must do once a receipt is on disk.
+#[derive(Debug)]
+pub enum Stored {
+    /// Our own receipt: send it to the payee and spread it.
+    Issued(Receipt),
+    /// Someone else's, received and verified: acknowledge it if we are
+    /// the payee and it came over a connection.
+    Received {
+        receipt: Receipt,
+        reply: Option<crate::links::Outbox>,
+    },
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Meter {
+    tasks: u64,
+    micros: u64,
+    charge: Bounty,
+    fuel: Option<u64>,
+}
+
+/// Counters for status.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct AccountStats {
+    pub receipts_issued: u64,
+    pub receipts_received: u64,
+    pub receipts_rejected: u64,
+    pub receipts_acknowledged: u64,
+}
+
+/// The node's ledger and its unsettled charges.
+pub struct Accounts {
+    me: NodeId,
+    grant: Bounty,
+    writer: LedgerWriter,
+    reader: Ledger,
+    next_seq: u64,
+    meters: BTreeMap<(JobId, NodeId, Price, u64), Meter>,
+    unacked: BTreeMap<u64, (Receipt, u64)>,
+    last_settle_ms: u64,
+    stored_tx: mpsc::UnboundedSender<Stored>,
+    pub stats: AccountStats,
+}
+
+impl Accounts {
+    /// Opens (or creates) `<data_dir>/ledger.sqlite`.
+    pub fn open(
+        data_dir: &Path,
+        me: NodeId,
+        grant: Bounty,
+        stored_tx: mpsc::UnboundedSender<Stored>,
+    ) -> Result<Self, LedgerError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| LedgerError::Spawn(e.to_string()))?;
+        let path = data_dir.join("ledger.sqlite");
+        let writer = LedgerWriter::open(&path)?;
+        let reader = Ledger::open_read_only(&path)?;
+        let next_seq = reader.next_seq(me)?;
+        Ok(Self {
+            me,
+            grant,
+            writer,
+            reader,
+            next_seq,
+            meters: BTreeMap::new(),
+            unacked: BTreeMap::new(),
+            last_settle_ms: 0,
+            stored_tx,
+            stats: AccountStats::default(),
+        })
+    }
+
+    /// One task's charge, owed by this node to `payee`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn meter(
+        &mut self,
+        job: JobId,
+        payee: NodeId,
+        price: Price,
+        power: u64,
+        micros: u64,
+        charge: Bounty,
+        fuel: Option<u64>,
+    ) {
+        let m = self.meters.entry((job, payee, price, power)).or_default();
+        m.tasks += 1;
+        m.micros = m.micros.saturating_add(micros);
+        m.charge = m.charge.checked_add(charge).unwrap_or(m.charge);
+        if let Some(f) = fuel {
+            m.fuel = Some(m.fuel.unwrap_or(0).saturating_add(f));
+        }
+    }
+
+    /// Charges metered but not yet in a receipt.
+    pub fn unsettled(&self) -> Bounty {
+        self.meters
+            .values()
+            .fold(Bounty::ZERO, |a, m| a.checked_add(m.charge).unwrap_or(a))
+    }
+
+    /// Whether periodic settlement is due.
+    pub fn settle_due(&self, now_ms: u64) -> bool {
+        !self.meters.is_empty() && now_ms.saturating_sub(self.last_settle_ms) >= SETTLE_EVERY_MS
+    }
+
+    /// Turns every open meter into a signed receipt and hands it to the
+    /// ledger writer; once committed, the driver gets `Stored::Issued`.
+    pub fn settle(&mut self, now_ms: u64, market_price: Price, sign: &dyn Fn(&[u8]) -> Vec<u8>) {
+        self.last_settle_ms = now_ms;
+        let meters = std::mem::take(&mut self.meters);
+        for ((job, payee, price, power), m) in meters {
+            if m.charge == Bounty::ZERO && m.micros == 0 {
+                continue;
+            }
+            let fields = ReceiptFields {
+                job,
+                payer: self.me,
+                payee,
+                seq: self.next_seq,
+                price,
+                power,
+                tasks: m.tasks,
+                micros: m.micros,
+                fuel: m.fuel,
+                charge: m.charge,
+                issued: unix_secs(SystemTime::now()),
+                market_price,
+            };
+            let receipt = match Receipt::signed(fields, &sign) {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(%job, %payee, error = %e, "cannot issue a receipt");
+                    continue;
+                }
+            };
+            self.next_seq += 1;
+            self.stats.receipts_issued += 1;
+            self.unacked
+                .insert(receipt.seq(), (receipt.clone(), now_ms));
+            let ack = self.writer.append(receipt.clone());
+            let tx = self.stored_tx.clone();
+            tokio::spawn(async move {
+                match ack.await {
+                    Ok(_) => {
+                        let _ = tx.send(Stored::Issued(receipt));
+                    }
+                    Err(e) => warn!(error = %e, "receipt not stored; it will be issued again"),
+                }
+            });
+        }
+    }
+
+    /// A receipt from the network, its signature already checked: stores it.
+    pub fn receive(&mut self, receipt: Receipt, reply: Option<crate::links::Outbox>) {
+        if receipt.payer() == self.me {
+            // The payee echoed our receipt: it is on its disk too.
+            if self.unacked.remove(&receipt.seq()).is_some() {
+                self.stats.receipts_acknowledged += 1;
+            }
+            return;
+        }
+        self.stats.receipts_received += 1;
+        let ack = self.writer.append(receipt.clone());
+        let tx = self.stored_tx.clone();
+        tokio::spawn(async move {
+            match ack.await {
+                Ok(_) => {
+                    let _ = tx.send(Stored::Received { receipt, reply });
+                }
+                Err(e) => debug!(error = %e, "receipt not stored"),
+            }
+        });
+    }
+
+    /// Our receipts the payee has not acknowledged for a while.
+    pub fn due_for_resend(&mut self, now_ms: u64) -> Vec<Receipt> {
+        self.unacked
+            .values_mut()
+            .filter(|(_, sent)| now_ms.saturating_sub(*sent) >= RESEND_AFTER_MS)
+            .map(|(r, sent)| {
+                *sent = now_ms;
+                r.clone()
+            })
+            .collect()
+    }
+
+    /// `node`'s balance as this node's ledger knows it: grant + earned - spent.
+    pub fn balance(&self, node: NodeId) -> Option<Balance> {
+        self.reader.balance(node, self.grant).ok()
+    }
+
+    /// What this node may still spend: its ledger balance less what it owes
+    /// in charges not yet settled.
+    pub fn remaining(&self) -> Bounty {
+        let settled = self
+            .balance(self.me)
+            .and_then(|b| b.to_bounty())
+            .unwrap_or(Bounty::ZERO);
+        settled.saturating_sub(self.unsettled())
+    }
+
+    pub fn grant(&self) -> Bounty {
+        self.grant
+    }
+
+    pub fn receipt_count(&self) -> u64 {
+        self.reader.count().unwrap_or(0)
+    }
+
+    /// Recent receipts involving this node, newest last.
+    pub fn recent(&self, limit: usize) -> Vec<Receipt> {
+        self.reader
+            .receipts(&ReceiptFilter::involving(self.me).limit(limit))
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,85 @@
+//! The ledger, live: a job's charges become signed receipts that reach
+//! every node, balances agree everywhere and add up to the grants, and a
+//! node killed with SIGKILL restarts with its receipts.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn units(v: &serde_json::Value) -> f64 {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a string: {v}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn receipts_spread_balances_agree_and_survive_sigkill() {
+    let community = Community::new();
+    let nodes = [
+        ("client", "client"),
+        ("compute-1", "compute"),
+        ("compute-2", "compute"),
+    ];
+    let mut procs = start_cluster_with(&community, &nodes, |_, _| String::new());
+    wait_for(Duration::from_secs(5), || {
+        procs
+            .iter()
+            .all(|p| p.status()["peers"].as_array().unwrap().len() == 2)
+    })
+    .expect("every node sees the two others");
+    let control = procs[0].ports.control_addr().to_string();
+    let out = Command::new(bin())
+        .args([
+            "submit",
+            "--json",
+            "--control",
+            &control,
+            "--kernel",
+            "w2-monte-carlo-pi",
+            "--range",
+            "0..100",
+            "--extra",
+            "1000000",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", procs[0].log_text());
+
+    // Settled at the job's end: every node holds every receipt, and the
+    // payees have acknowledged theirs.
+    let settled = wait_for(Duration::from_secs(10), || {
+        let st: Vec<serde_json::Value> = procs.iter().map(|p| p.status()).collect();
+        let n = st[0]["ledger"]["receipts"].as_u64().unwrap_or(0);
+        n >= 2
+            && st.iter().all(|s| s["ledger"]["receipts"].as_u64() == Some(n))
+            && st[0]["ledger"]["stats"]["receipts_acknowledged"].as_u64() == Some(n)
+    });
+    let st: Vec<serde_json::Value> = procs.iter().map(|p| p.status()).collect();
+    assert!(settled.is_some(), "receipts did not spread: {:#?}", st.iter().map(|s| s["ledger"].clone()).collect::<Vec<_>>());
+
+    // Balances from the ledgers: the client paid what the nodes earned, and
+    // the total is the grants.
+    let grant = units(&st[0]["balance"]["grant"]);
+    let ledger: Vec<f64> = st.iter().map(|s| units(&s["balance"]["ledger"])).collect();
+    assert!(ledger[0] < grant, "the client paid: {ledger:?}");
+    assert!(ledger[1] > grant && ledger[2] > grant, "both nodes earned: {ledger:?}");
+    let total: f64 = ledger.iter().sum();
+    assert!((total - 3.0 * grant).abs() < 1e-6, "money is conserved: {ledger:?}");
+    assert_eq!(st[0]["balance"]["unsettled"], "0");
+    let receipts = st[1]["ledger"]["receipts"].as_u64().unwrap();
+
+    // SIGKILL a compute node and start it again: its receipts are there.
+    let cfg = community.dir.path().join("compute-1.toml");
+    procs[1].signal(SIGKILL);
+    procs[1].wait_exit(Duration::from_secs(5));
+    let ports = procs[1].ports;
+    procs[1] = NodeProc::start(&cfg, "compute-1", ports);
+    procs[1].wait_ready(Duration::from_secs(20));
+    let after = procs[1].status();
+    assert_eq!(after["ledger"]["receipts"].as_u64(), Some(receipts));
+    assert_eq!(units(&after["balance"]["ledger"]), ledger[1]);
+}
