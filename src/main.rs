@@ -35,6 +35,8 @@ enum Command {
     Submit(cmd::submit::SubmitArgs),
     /// Start a local LAN of nodes on loopback, run a job, show the result and earnings.
     Demo(cmd::demo::DemoArgs),
+    /// List the receipts in a running node's ledger and the balances they give.
+    Ledger(cmd::ledger::LedgerArgs),
     /// List the built-in kernels.
     Kernels,
 }
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Status(a) => cmd::status::run(a),
         Command::Submit(a) => cmd::submit::run(a),
         Command::Demo(a) => cmd::demo::run(a),
+        Command::Ledger(a) => cmd::ledger::run(a),
         Command::Kernels => cmd::kernels(),
     };
     match result {

@@ -55,22 +55,54 @@ fn receipts_spread_balances_agree_and_survive_sigkill() {
         let st: Vec<serde_json::Value> = procs.iter().map(|p| p.status()).collect();
         let n = st[0]["ledger"]["receipts"].as_u64().unwrap_or(0);
         n >= 2
-            && st.iter().all(|s| s["ledger"]["receipts"].as_u64() == Some(n))
+            && st
+                .iter()
+                .all(|s| s["ledger"]["receipts"].as_u64() == Some(n))
             && st[0]["ledger"]["stats"]["receipts_acknowledged"].as_u64() == Some(n)
     });
     let st: Vec<serde_json::Value> = procs.iter().map(|p| p.status()).collect();
-    assert!(settled.is_some(), "receipts did not spread: {:#?}", st.iter().map(|s| s["ledger"].clone()).collect::<Vec<_>>());
+    assert!(
+        settled.is_some(),
+        "receipts did not spread: {:#?}",
+        st.iter().map(|s| s["ledger"].clone()).collect::<Vec<_>>()
+    );
 
     // Balances from the ledgers: the client paid what the nodes earned, and
     // the total is the grants.
     let grant = units(&st[0]["balance"]["grant"]);
     let ledger: Vec<f64> = st.iter().map(|s| units(&s["balance"]["ledger"])).collect();
     assert!(ledger[0] < grant, "the client paid: {ledger:?}");
-    assert!(ledger[1] > grant && ledger[2] > grant, "both nodes earned: {ledger:?}");
+    assert!(
+        ledger[1] > grant && ledger[2] > grant,
+        "both nodes earned: {ledger:?}"
+    );
     let total: f64 = ledger.iter().sum();
-    assert!((total - 3.0 * grant).abs() < 1e-6, "money is conserved: {ledger:?}");
+    assert!(
+        (total - 3.0 * grant).abs() < 1e-6,
+        "money is conserved: {ledger:?}"
+    );
     assert_eq!(st[0]["balance"]["unsettled"], "0");
     let receipts = st[1]["ledger"]["receipts"].as_u64().unwrap();
+
+    // `lppsp ledger --csv` lists them, one line each after the header.
+    let control1 = procs[1].ports.control_addr().to_string();
+    let csv = Command::new(bin())
+        .args(["ledger", "--control", &control1, "--csv"])
+        .output()
+        .unwrap();
+    assert!(csv.status.success());
+    let text = String::from_utf8_lossy(&csv.stdout);
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("job,payer,payee,seq,price,power,tasks,seconds,fuel,charge,issued")
+    );
+    assert_eq!(lines.count() as u64, receipts, "{text}");
+    let table = Command::new(bin())
+        .args(["ledger", "--control", &control1])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&table.stdout).contains("balances (grant"));
 
     // SIGKILL a compute node and start it again: its receipts are there.
     let cfg = community.dir.path().join("compute-1.toml");

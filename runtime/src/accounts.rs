@@ -236,6 +236,22 @@ impl Accounts {
         self.reader.count().unwrap_or(0)
     }
 
+    /// Receipts naming `node` (as payer or payee), or all; at most `limit`.
+    pub fn receipts(&self, node: Option<NodeId>, limit: usize) -> Vec<Receipt> {
+        let filter = match node {
+            Some(n) => ReceiptFilter::involving(n),
+            None => ReceiptFilter::all(),
+        };
+        self.reader
+            .receipts(&filter.limit(limit))
+            .unwrap_or_default()
+    }
+
+    /// Every node's balance the ledger knows of.
+    pub fn balances(&self) -> Vec<(NodeId, Balance)> {
+        self.reader.balances(self.grant).unwrap_or_default()
+    }
+
     /// Recent receipts involving this node, newest last.
     pub fn recent(&self, limit: usize) -> Vec<Receipt> {
         self.reader

@@ -23,6 +23,14 @@ pub enum Request {
     Status,
     /// Run a job; replies stream progress, then the result or the failure.
     Submit(crate::client::SubmitRequest),
+    /// Receipts in this node's ledger (all, or those naming `node` as payer
+    /// or payee) and every balance the ledger gives.
+    Ledger {
+        #[serde(default)]
+        node: Option<lppsp_core::NodeId>,
+        #[serde(default)]
+        limit: Option<usize>,
+    },
 }
 
 /// A request on its way to the node driver, with where replies go.

@@ -752,6 +752,32 @@ impl Driver {
             Request::Status => {
                 let _ = req.reply.send(self.status()).await;
             }
+            Request::Ledger { node, limit } => {
+                let receipts: Vec<serde_json::Value> = self
+                    .accounts
+                    .receipts(node, limit.unwrap_or(1000).min(100_000))
+                    .iter()
+                    .map(|r| {
+                        let f = r.fields();
+                        json!({
+                            "job": f.job.to_string(), "payer": f.payer.to_string(), "payee": f.payee.to_string(),
+                            "seq": f.seq, "price": f.price.to_string(), "power": f.power, "tasks": f.tasks,
+                            "seconds": f.micros as f64 / 1e6, "fuel": f.fuel, "charge": f.charge.to_string(),
+                            "issued": f.issued,
+                        })
+                    })
+                    .collect();
+                let balances: Vec<serde_json::Value> = self
+                    .accounts
+                    .balances()
+                    .iter()
+                    .map(|(n, b)| json!({"node": n.to_string(), "balance": b.to_string()}))
+                    .collect();
+                let _ = req
+                    .reply
+                    .send(json!({"grant": self.accounts.grant().to_string(), "balances": balances, "receipts": receipts}))
+                    .await;
+            }
             Request::Submit(submit) => {
                 if !self.cfg.node.role.submits() {
                     let _ = req.reply.send(json!({"event": "rejected", "error": "this node's role does not submit jobs"})).await;

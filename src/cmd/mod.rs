@@ -4,6 +4,7 @@ pub mod ca;
 pub mod config;
 pub mod demo;
 pub mod frame;
+pub mod ledger;
 pub mod node;
 pub mod status;
 pub mod submit;

@@ -59,7 +59,23 @@ fn print_status(st: &serde_json::Value) {
         s(node, "role"),
         s(node, "software")
     );
-    println!("price {}", s(&st["market"], "price"));
+    let m = &st["market"];
+    println!(
+        "price {}  epoch {}  pressure {}  balancer {}",
+        s(m, "price"),
+        s(m, "epoch"),
+        s(m, "pressure"),
+        s(m, "balancer")
+    );
+    let b = &st["balance"];
+    println!(
+        "balance {} (ledger; grant {})  remaining {}  unsettled {}  receipts {}",
+        s(b, "ledger"),
+        s(b, "grant"),
+        s(b, "remaining"),
+        s(b, "unsettled"),
+        s(&st["ledger"], "receipts")
+    );
     let empty = Vec::new();
     let peers = st["peers"].as_array().unwrap_or(&empty);
     println!("\n{} peers", peers.len());
