@@ -37,6 +37,9 @@ enum Command {
     Demo(cmd::demo::DemoArgs),
     /// List the receipts in a running node's ledger and the balances they give.
     Ledger(cmd::ledger::LedgerArgs),
+    /// Inspect plugin libraries (docs/plugins.md).
+    #[command(subcommand)]
+    Plugin(cmd::plugin::PluginCommand),
     /// List the built-in kernels.
     Kernels,
 }
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Submit(a) => cmd::submit::run(a),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Ledger(a) => cmd::ledger::run(a),
+        Command::Plugin(c) => cmd::plugin::run(c),
         Command::Kernels => cmd::kernels(),
     };
     match result {

@@ -20,6 +20,8 @@ fn no_options(options: &lppsp_core::registry::Options) -> Result<(), String> {
 /// A registry holding the built-in components.
 pub fn builtin() -> Registry {
     let mut r = Registry::new();
+    // `kind = "plugin"` for schedulers, balancers and executors.
+    lppsp_plugin_host::register(&mut r);
     lppsp_transport_tls::register(&mut r);
     r.register_scheduler("round-robin", |o| {
         let options = SchedulerOptions::parse(o)?;

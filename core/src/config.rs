@@ -17,6 +17,10 @@ use crate::wire::Limits;
 /// use `__` between section and key: `LPPSP_NETWORK__LISTEN=0.0.0.0:47101`.
 pub const ENV_PREFIX: &str = "LPPSP_";
 
+/// The component `kind` that loads a scheduler, balancer or executor from
+/// the dynamic library at the section's `path` (docs/plugins.md).
+pub const PLUGIN_KIND: &str = "plugin";
+
 /// A config that could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -237,8 +241,12 @@ impl Default for ControlSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ComponentSection {
-    /// A registered name (`lppsp config check` lists them).
+    /// A registered name (`lppsp config check` lists them), or `"plugin"`.
     pub kind: String,
+    /// The plugin library, with `kind = "plugin"` only. Before `options`:
+    /// TOML writes plain keys before tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
     /// Implementation-specific options.
     #[serde(default)]
     pub options: BTreeMap<String, toml::Value>,
@@ -269,6 +277,11 @@ impl NodeConfig {
             &mut self.node.data_dir,
         ] {
             if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        for section in [&mut self.scheduler, &mut self.balancer, &mut self.executor] {
+            if let Some(p) = section.path.as_mut().filter(|p| p.is_relative()) {
                 *p = base.join(&*p);
             }
         }
@@ -303,6 +316,41 @@ impl NodeConfig {
                 "network.multicast_group",
                 "is not a multicast address",
             ));
+        }
+        for (name, section) in [
+            ("transport", &self.transport),
+            ("scheduler", &self.scheduler),
+            ("balancer", &self.balancer),
+            ("executor", &self.executor),
+        ] {
+            let plugin = section.kind == PLUGIN_KIND;
+            if name == "transport" && (plugin || section.path.is_some()) {
+                let key = if plugin {
+                    "transport.kind"
+                } else {
+                    "transport.path"
+                };
+                return Err(key_err(
+                    key,
+                    "a transport cannot be a plugin (it is async; see docs/plugins.md)",
+                ));
+            }
+            let key = format!("{name}.path");
+            match &section.path {
+                None if plugin => {
+                    return Err(key_err(
+                        &key,
+                        "kind = \"plugin\" needs the path of the plugin library",
+                    ))
+                }
+                Some(_) if !plugin => {
+                    return Err(key_err(&key, "only used with kind = \"plugin\""));
+                }
+                Some(p) if p.as_os_str().is_empty() => {
+                    return Err(key_err(&key, "must not be empty"));
+                }
+                _ => {}
+            }
         }
         if self.limits.max_line < 256 {
             return Err(key_err("limits.max_line", "must be at least 256"));

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod frame;
 pub mod ledger;
 pub mod node;
+pub mod plugin;
 pub mod status;
 pub mod submit;
 
