@@ -74,7 +74,9 @@ fn load_raises_the_price_and_every_node_commits_the_same_one() {
     let price: f64 = states[0]["price"].as_str().unwrap().parse().unwrap();
     assert!(price >= 2.0, "the FSM raises by whole units: {states:#?}");
     // The round that set it is the same on every node.
-    assert!(states.iter().all(|s| s["proposer"] == states[0]["proposer"]));
+    assert!(states
+        .iter()
+        .all(|s| s["proposer"] == states[0]["proposer"]));
     assert!(states[0]["pressure"].as_f64().unwrap() > 0.0, "{states:#?}");
     // And the price travels in every frame: no node sees a peer at another price
     // once the Hands of the next tick have gone round.

@@ -188,39 +188,28 @@ impl Market {
 
     /// A verified Propose, Vote or Commit from the peer `from`.
     pub fn on_message(&mut self, now_ms: u64, from: NodeId, message: &Message, live: &[NodeId]) {
+        // Only a round's proposer may open or commit it; votes count only
+        // for our own rounds.
         match *message {
             Message::Propose {
                 epoch,
                 price,
                 proposer,
-            } => {
-                // Only the proposer itself may open its round.
-                if proposer == from {
-                    self.on_propose(now_ms, epoch, price, proposer);
-                }
-            }
+            } if proposer == from => self.on_propose(now_ms, epoch, price, proposer),
             Message::Vote {
                 epoch,
                 proposer,
                 yes,
-            } => {
-                if proposer == self.cfg.me {
-                    self.on_vote(from, epoch, yes, live);
-                }
-            }
+            } if proposer == self.cfg.me => self.on_vote(from, epoch, yes, live),
             Message::Commit {
                 epoch,
                 price,
                 proposer,
-            } => {
-                if proposer == from {
-                    self.adopt(Committed {
-                        epoch,
-                        proposer: Some(proposer),
-                        price,
-                    });
-                }
-            }
+            } if proposer == from => self.adopt(Committed {
+                epoch,
+                proposer: Some(proposer),
+                price,
+            }),
             _ => {}
         }
     }

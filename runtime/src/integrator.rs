@@ -89,14 +89,17 @@ impl Integrator {
         }
         let held = self.jobs.entry((client, job)).or_default();
         held.touched_ms = now_ms;
-        if held.results.contains_key(&task) {
+        match held.results.entry(task) {
             // A second run of the task (re-placed after a timeout): the
             // first result stands, and the client counts the task once.
-            debug!(%client, %job, task, "duplicate result kept out");
-        } else {
-            held.results.insert(task, body);
-            held.bytes += size;
-            self.held_bytes += size;
+            std::collections::btree_map::Entry::Occupied(_) => {
+                debug!(%client, %job, task, "duplicate result kept out");
+            }
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(body);
+                held.bytes += size;
+                self.held_bytes += size;
+            }
         }
         Some((client, notice))
     }
