@@ -261,3 +261,45 @@ impl Registry {
         ]
     }
 }
+
+/// A bad component option: which key, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("option `{key}`: {message}")]
+pub struct OptionError {
+    /// The option's name, as written in the config.
+    pub key: String,
+    pub message: String,
+}
+
+impl OptionError {
+    pub fn new(key: &str, message: impl Into<String>) -> Self {
+        Self {
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Reads a component's `options` table into `T`, refusing keys not in
+/// `known`; the error names the bad key.
+pub fn parse_options<T: serde::de::DeserializeOwned>(
+    options: &Options,
+    known: &[&str],
+) -> Result<T, OptionError> {
+    // Unknown keys first, by name: serde's own message for them does not
+    // always carry the key in its path.
+    if let Some(key) = options.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(OptionError::new(
+            key,
+            format!("unknown option; known: {}", known.join(", ")),
+        ));
+    }
+    let table: toml::Table = options
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| OptionError {
+        key: e.path().to_string(),
+        message: e.into_inner().to_string(),
+    })
+}

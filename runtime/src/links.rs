@@ -252,16 +252,19 @@ pub async fn serve_connection(
                 break;
             }
         };
+        let to_driver = |frame: Frame| {
+            let ev = NetEvent::Frame {
+                peer,
+                frame,
+                reply: Some(reply_tx.clone()),
+            };
+            events.send(ev).is_ok()
+        };
         match (&frame.message, &compute) {
             // Cancel of a whole job is also for an integrator holding its results.
             (Message::Cancel { task: None, .. }, Some(c)) => {
                 c.on_frame(peer, frame.clone(), &reply_tx);
-                let ev = NetEvent::Frame {
-                    peer,
-                    frame,
-                    reply: Some(reply_tx.clone()),
-                };
-                if events.send(ev).is_err() {
+                if !to_driver(frame) {
                     break;
                 }
             }
@@ -277,12 +280,7 @@ pub async fn serve_connection(
                 let _ = reply_tx.send(Frame::new(frame.price, refuse));
             }
             _ => {
-                let ev = NetEvent::Frame {
-                    peer,
-                    frame,
-                    reply: Some(reply_tx.clone()),
-                };
-                if events.send(ev).is_err() {
+                if !to_driver(frame) {
                     break;
                 }
             }

@@ -1,7 +1,8 @@
 //! The FSM balancer's options, read from the `[balancer] options` table.
 
 use lppsp_core::money::{Price, UNIT};
-use lppsp_core::registry::Options;
+pub use lppsp_core::registry::OptionError;
+use lppsp_core::registry::{parse_options, Options};
 use serde::Deserialize;
 
 /// Parameters of the FSM balancer.
@@ -43,24 +44,6 @@ impl Default for FsmConfig {
     }
 }
 
-/// A bad option: which key, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("option `{key}`: {message}")]
-pub struct OptionError {
-    /// The option's name, as written in the config.
-    pub key: String,
-    pub message: String,
-}
-
-impl OptionError {
-    fn new(key: &str, message: impl Into<String>) -> Self {
-        Self {
-            key: key.to_string(),
-            message: message.into(),
-        }
-    }
-}
-
 /// The option names [`FsmConfig`] accepts, for error messages.
 pub const OPTION_KEYS: [&str; 5] = [
     "threshold_milli",
@@ -78,26 +61,7 @@ impl FsmConfig {
 
     /// As [`FsmConfig::from_options`], with a structured error.
     pub fn parse_options(options: &Options) -> Result<Self, OptionError> {
-        // Unknown keys first, by name: serde's own message for them does
-        // not always carry the key in its path.
-        if let Some(key) = options.keys().find(|k| !OPTION_KEYS.contains(&k.as_str())) {
-            return Err(OptionError::new(
-                key,
-                format!("unknown option; known: {}", OPTION_KEYS.join(", ")),
-            ));
-        }
-        let table: toml::Table = options
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let cfg: FsmConfig =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-                let key = e.path().to_string();
-                OptionError {
-                    key,
-                    message: e.into_inner().to_string(),
-                }
-            })?;
+        let cfg: FsmConfig = parse_options(options, &OPTION_KEYS)?;
         cfg.validate()?;
         Ok(cfg)
     }

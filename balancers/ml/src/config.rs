@@ -1,7 +1,8 @@
 //! The ML balancer's options, read from the `[balancer] options` table.
 
 use lppsp_core::money::Price;
-use lppsp_core::registry::Options;
+pub use lppsp_core::registry::OptionError;
+use lppsp_core::registry::{parse_options, Options};
 use serde::{Deserialize, Serialize};
 
 use crate::model::MIN_FIT_SAMPLES;
@@ -84,24 +85,6 @@ impl Default for MlConfig {
     }
 }
 
-/// A bad option: which key, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("option `{key}`: {message}")]
-pub struct OptionError {
-    /// The option's name, as written in the config.
-    pub key: String,
-    pub message: String,
-}
-
-impl OptionError {
-    fn new(key: &str, message: impl Into<String>) -> Self {
-        Self {
-            key: key.to_string(),
-            message: message.into(),
-        }
-    }
-}
-
 /// The option names [`MlConfig`] accepts, for error messages.
 pub const OPTION_KEYS: [&str; 13] = [
     "sample_every_ms",
@@ -127,26 +110,7 @@ impl MlConfig {
 
     /// As [`MlConfig::from_options`], with a structured error.
     pub fn parse_options(options: &Options) -> Result<Self, OptionError> {
-        // Unknown keys first, by name: serde's own message for them does
-        // not always carry the key in its path.
-        if let Some(key) = options.keys().find(|k| !OPTION_KEYS.contains(&k.as_str())) {
-            return Err(OptionError::new(
-                key,
-                format!("unknown option; known: {}", OPTION_KEYS.join(", ")),
-            ));
-        }
-        let table: toml::Table = options
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let cfg: MlConfig =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-                let key = e.path().to_string();
-                OptionError {
-                    key,
-                    message: e.into_inner().to_string(),
-                }
-            })?;
+        let cfg: MlConfig = parse_options(options, &OPTION_KEYS)?;
         cfg.validate()?;
         Ok(cfg)
     }
