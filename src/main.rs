@@ -35,6 +35,8 @@ enum Command {
     Submit(cmd::submit::SubmitArgs),
     /// Start a local LAN of nodes on loopback, run a job, show the result and earnings.
     Demo(cmd::demo::DemoArgs),
+    /// Run the benchmark workloads W1-W3 on a local cluster; JSON lines on stdout.
+    Bench(cmd::bench::BenchArgs),
     /// List the receipts in a running node's ledger and the balances they give.
     Ledger(cmd::ledger::LedgerArgs),
     /// Inspect plugin libraries (docs/plugins.md).
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Status(a) => cmd::status::run(a),
         Command::Submit(a) => cmd::submit::run(a),
         Command::Demo(a) => cmd::demo::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
         Command::Ledger(a) => cmd::ledger::run(a),
         Command::Plugin(c) => cmd::plugin::run(c),
         Command::Kernels => cmd::kernels(),

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
+pub mod bench;
 pub mod ca;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod frame;

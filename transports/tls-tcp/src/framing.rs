@@ -7,7 +7,9 @@
 
 use std::io;
 
-use bytes::BytesMut;
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
 use lppsp_core::component::TransportError;
 use lppsp_core::wire::{
     encode_body_end, encode_chunk_size_line, encode_head, DecodeError, DecodeErrorKind, Frame,
@@ -23,13 +25,39 @@ pub const DIRECT_MIN: usize = 32 * 1024;
 /// The write buffer is handed to the stream once it holds this much.
 pub const WRITE_BATCH: usize = 256 * 1024;
 
+/// Chunks at least this large are read into buffers that are reused once
+/// every user of an earlier large chunk has dropped it.
+pub const RECYCLE_MIN: usize = 1024 * 1024;
+/// Extra room in a new large-chunk buffer (see [`FrameSource::read_frame`]).
+const LARGE_SLACK: usize = 64 * 1024;
+/// Most large chunks kept for reuse (most are still in use by their task).
+const MAX_SPARES: usize = 8;
+/// Most bytes of large chunks kept for reuse.
+const MAX_SPARE_BYTES: usize = 128 * 1024 * 1024;
+/// Kept chunks are let go when no data arrives for this long, so that an
+/// idle connection holds no memory beyond its read buffer.
+const SPARE_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Reads frames from a byte stream.
+///
+/// Buffer reuse: a large chunk (a task input of many MiB) needs a buffer of
+/// its own, because its bytes go to whoever handles the frame. Allocating a
+/// fresh one per frame costs a page fault and the zeroing of every page
+/// (the allocator maps and unmaps blocks that large), which was a tenth of
+/// a compute node's time on W3. So the reader keeps a handle on the last
+/// few large chunks it decoded and, when the next one comes, reads it into
+/// the memory of one whose users have all let go of it. Those handles cost
+/// nothing while the chunks are in use; free ones are bounded by
+/// [`MAX_SPARES`] and [`MAX_SPARE_BYTES`] and dropped after [`SPARE_IDLE`]
+/// without input.
 #[derive(Debug)]
 pub struct FrameSource<R> {
     io: R,
     buf: BytesMut,
     decoder: StreamDecoder,
     eof: bool,
+    /// Large chunks handed out, oldest first, to reuse once unique.
+    spares: VecDeque<Bytes>,
 }
 
 impl<R: AsyncRead + Unpin + Send> FrameSource<R> {
@@ -39,7 +67,53 @@ impl<R: AsyncRead + Unpin + Send> FrameSource<R> {
             buf: BytesMut::with_capacity(READ_MIN),
             decoder: StreamDecoder::new(limits),
             eof: false,
+            spares: VecDeque::new(),
         }
+    }
+
+    /// Large chunks held for reuse (in use or free).
+    pub fn spares(&self) -> usize {
+        self.spares.len()
+    }
+
+    /// Remembers the large chunks of a frame just decoded.
+    #[inline(never)]
+    fn keep_spares(&mut self, frame: &Frame) {
+        let Some(body) = &frame.body else { return };
+        for chunk in &body.chunks {
+            if chunk.data.len() >= RECYCLE_MIN {
+                self.spares.push_back(chunk.data.clone());
+            }
+        }
+        let mut bytes: usize = self.spares.iter().map(Bytes::len).sum();
+        while self.spares.len() > MAX_SPARES || bytes > MAX_SPARE_BYTES {
+            match self.spares.pop_front() {
+                Some(old) => bytes -= old.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// A free kept buffer with room for `need` bytes, if there is one;
+    /// kept buffers found free but too small are let go. The most recent
+    /// free one is taken: its memory is the likeliest to be in cache.
+    #[inline(never)]
+    fn reuse_spare(&mut self, need: usize) -> Option<BytesMut> {
+        let mut i = self.spares.len();
+        while i > 0 {
+            i -= 1;
+            if !self.spares[i].is_unique() {
+                continue;
+            }
+            let spare = self.spares.remove(i)?;
+            if let Ok(mut buf) = spare.try_into_mut() {
+                buf.clear();
+                if buf.try_reclaim(need) {
+                    return Some(buf);
+                }
+            }
+        }
+        None
     }
 
     /// Bytes decoded so far.
@@ -52,7 +126,15 @@ impl<R: AsyncRead + Unpin + Send> FrameSource<R> {
     pub async fn read_frame(&mut self) -> Result<Option<Frame>, TransportError> {
         loop {
             match self.decoder.decode(&mut self.buf) {
-                Ok(Some(frame)) => return Ok(Some(frame)),
+                Ok(Some(frame)) => {
+                    let large = |b: &lppsp_core::wire::Body| {
+                        b.chunks.iter().any(|c| c.data.len() >= RECYCLE_MIN)
+                    };
+                    if frame.body.as_ref().is_some_and(large) {
+                        self.keep_spares(&frame);
+                    }
+                    return Ok(Some(frame));
+                }
                 Ok(None) => {}
                 Err(e) if e.is_recoverable() => return Err(TransportError::BadFrame(e)),
                 Err(e) => return Err(TransportError::Protocol(e)),
@@ -69,8 +151,37 @@ impl<R: AsyncRead + Unpin + Send> FrameSource<R> {
             // Room for the rest of a large chunk in one allocation, and
             // never less than READ_MIN so that small frames come in batches.
             let missing = self.decoder.wanted().saturating_sub(self.buf.len());
+            // A large chunk gets a buffer of its own (once per chunk: from
+            // then on there is room): a free kept one, else a new one with
+            // some slack, so that it fits the next chunk of the same size
+            // even when that frame's head is a little longer.
+            let room = self.buf.capacity() - self.buf.len();
+            if missing >= RECYCLE_MIN && room < missing {
+                let need = self.buf.len() + missing;
+                let mut large = match self.reuse_spare(need) {
+                    Some(b) => b,
+                    None => BytesMut::with_capacity(need.saturating_add(LARGE_SLACK)),
+                };
+                large.extend_from_slice(&self.buf);
+                self.buf = large;
+            }
             self.buf.reserve(missing.max(READ_MIN));
-            match self.io.read_buf(&mut self.buf).await {
+            // Between frames, kept buffers are let go after SPARE_IDLE
+            // without input; inside a frame no timer is set.
+            let between_frames = self.buf.is_empty() && self.decoder.is_idle();
+            let read = if self.spares.is_empty() || !between_frames {
+                self.io.read_buf(&mut self.buf).await
+            } else {
+                // Cancel-safe: a read that times out has read nothing.
+                match tokio::time::timeout(SPARE_IDLE, self.io.read_buf(&mut self.buf)).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        self.spares.clear();
+                        continue;
+                    }
+                }
+            };
+            match read {
                 Ok(0) => self.eof = true,
                 Ok(_) => {}
                 // TLS: the peer closed TCP without close_notify. Harmless
@@ -238,6 +349,83 @@ mod tests {
         }
         assert!(src.read_frame().await.unwrap().is_none());
         assert!(src.read_frame().await.unwrap().is_none());
+        writer.await.unwrap();
+    }
+
+    fn big_task(task: u64, fill: u8) -> Frame {
+        let message = Message::Task {
+            job: JobId(1),
+            task,
+            kernel: KernelName::new("sum").unwrap(),
+        };
+        Frame::new(Price::ZERO, message).with_body(Body::from_bytes(vec![fill; 3 * RECYCLE_MIN]))
+    }
+
+    /// The range of addresses a chunk's bytes occupy.
+    fn span(b: &Bytes) -> std::ops::Range<usize> {
+        let p = b.as_ptr() as usize;
+        p..p + b.len()
+    }
+
+    #[tokio::test]
+    async fn large_chunk_buffers_are_reused_once_free() {
+        let sent: Vec<Frame> = (0..4).map(|i| big_task(i, i as u8 + 1)).collect();
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let frames = sent.clone();
+        let writer = tokio::spawn(async move {
+            let mut sink = FrameSink::new(a);
+            for f in &frames {
+                sink.write_frames(std::slice::from_ref(f)).await.unwrap();
+            }
+            sink.close().await.unwrap();
+        });
+        let mut src = FrameSource::new(b, Limits::default());
+        let chunk = |f: &Frame| f.body.as_ref().unwrap().chunks[0].data.clone();
+
+        let f0 = src.read_frame().await.unwrap().unwrap();
+        let f1 = src.read_frame().await.unwrap().unwrap();
+        assert_eq!(f0, sent[0]);
+        assert_eq!(f1, sent[1]);
+        let first = span(&chunk(&f0));
+        // Frame 0 still in use: frame 2 gets other memory.
+        let f2 = src.read_frame().await.unwrap().unwrap();
+        assert_eq!(f2, sent[2]);
+        let c2 = span(&chunk(&f2));
+        assert!(c2.start >= first.end || c2.end <= first.start);
+        assert!(src.spares() >= 3);
+        // Frame 0 done with: frame 3 lands in its memory, intact.
+        drop(f0);
+        let f3 = src.read_frame().await.unwrap().unwrap();
+        assert_eq!(f3, sent[3]);
+        let c3 = span(&chunk(&f3));
+        assert!(
+            c3.start < first.end && first.start < c3.end,
+            "{c3:?} vs {first:?}"
+        );
+        // Frames 1 and 2 are untouched by the reuse.
+        assert_eq!(f1, sent[1]);
+        assert_eq!(f2, sent[2]);
+        assert!(src.read_frame().await.unwrap().is_none());
+        writer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn kept_buffers_are_let_go_when_idle() {
+        let (mut a, b) = tokio::io::duplex(1 << 20);
+        let mut src = FrameSource::new(b, Limits::default());
+        let frame = big_task(0, 9);
+        let mut bytes = Vec::new();
+        lppsp_core::wire::encode(&frame, &mut bytes);
+        let writer = tokio::spawn(async move {
+            a.write_all(&bytes).await.unwrap();
+            // Silence, then the end of the stream.
+            tokio::time::sleep(SPARE_IDLE + std::time::Duration::from_millis(300)).await;
+            drop(a);
+        });
+        assert_eq!(src.read_frame().await.unwrap().as_ref(), Some(&frame));
+        assert_eq!(src.spares(), 1);
+        assert!(src.read_frame().await.unwrap().is_none());
+        assert_eq!(src.spares(), 0);
         writer.await.unwrap();
     }
 
