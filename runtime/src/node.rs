@@ -228,6 +228,7 @@ async fn run_inner(
         integrator: Integrator::new(executor),
         relay_tx,
         accounts,
+        receipts_waiting: Vec::new(),
     };
     driver
         .run(control_rx, net_rx, relay_rx, stored_rx, shutdown)
@@ -264,7 +265,12 @@ struct Driver {
     /// an integrator, integrated job results).
     relay_tx: mpsc::UnboundedSender<(NodeId, lppsp_core::wire::Frame)>,
     accounts: Accounts,
+    /// Receipts whose payer is not in the book yet.
+    receipts_waiting: Vec<(lppsp_ledger::Receipt, Option<links::Outbox>)>,
 }
+
+/// Receipts held for payers not yet in the book, at most.
+const MAX_RECEIPTS_WAITING: usize = 4096;
 
 impl Driver {
     fn now_ms(&self) -> u64 {
@@ -364,6 +370,14 @@ impl Driver {
             match ev {
                 BookEvent::Joined(id) => {
                     self.client.links().on_joined(id, &self.book);
+                    let (now_known, still): (Vec<_>, Vec<_>) =
+                        std::mem::take(&mut self.receipts_waiting)
+                            .into_iter()
+                            .partition(|(r, _)| r.payer() == id);
+                    self.receipts_waiting = still;
+                    for (r, reply) in now_known {
+                        self.on_receipt(r, reply);
+                    }
                     if let Some(p) = self.book.peer(&id) {
                         info!(peer = %id, addr = %p.addr, mflops = p.power, arch = %p.arch,
                               software = %p.software, compatible = p.compatible, "peer joined");
@@ -587,8 +601,15 @@ impl Driver {
             self.book.peer(&payer).map(|p| p.cert_der.clone())
         };
         let Some(cert) = cert else {
-            self.accounts.stats.receipts_rejected += 1;
-            debug!(%payer, "receipt from a payer not in the book");
+            // The payer may have placed tasks here before its first Hand
+            // reached us: keep the receipt until it joins (bounded).
+            if self.receipts_waiting.len() < MAX_RECEIPTS_WAITING {
+                debug!(%payer, "receipt from a payer not yet in the book; held");
+                self.receipts_waiting.push((receipt, reply));
+            } else {
+                self.accounts.stats.receipts_rejected += 1;
+                debug!(%payer, "receipt from a payer not in the book");
+            }
             return;
         };
         let verifier = self.identity.verifier();
