@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -91,25 +90,16 @@ fn when_the_integrator_dies_the_client_integrates_and_loses_nothing() {
     let (_community, mut procs, _integrator) = cluster();
     let control = procs[0].ports.control_addr().to_string();
     let samples = 3_000_000u64;
-    let mut args = submit_args(&control, "w2-monte-carlo-pi", "0..200");
-    args.extend(["--extra".to_string(), samples.to_string()]);
-    let mut child = Command::new(bin())
-        .args(&args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut killed = false;
-    let mut last = serde_json::Value::Null;
-    for line in BufReader::new(stdout).lines() {
-        let ev: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
-        if !killed && ev["event"] == "progress" && ev["progress"]["done"].as_u64().unwrap() >= 30 {
-            procs[2].signal(SIGKILL);
-            killed = true;
-        }
-        last = ev;
-    }
-    let status = child.wait().unwrap();
+    let extra = samples.to_string();
+    let args = [
+        "--kernel",
+        "w2-monte-carlo-pi",
+        "--range",
+        "0..200",
+        "--extra",
+        &extra,
+    ];
+    let (killed, status, last) = submit_acting_at(&control, &args, 30, || procs[2].signal(SIGKILL));
     assert!(killed, "the job ended before the kill");
     assert!(status.success(), "{last}\n{}", procs[0].log_text());
     let hits: u64 = (0..200)

@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -169,34 +168,17 @@ fn a_compute_node_killed_mid_job_loses_nothing_and_counts_nothing_twice() {
     let mut c = cluster(2);
     let control = c.client.ports.control_addr().to_string();
     let samples = 4_000_000u64;
-    let mut child = Command::new(bin())
-        .args([
-            "submit",
-            "--json",
-            "--control",
-            &control,
-            "--kernel",
-            "w2-monte-carlo-pi",
-            "--range",
-            "0..200",
-            "--extra",
-        ])
-        .arg(samples.to_string())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut killed = false;
-    let mut last = serde_json::Value::Null;
-    for line in BufReader::new(stdout).lines() {
-        let ev: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
-        if !killed && ev["event"] == "progress" && ev["progress"]["done"].as_u64().unwrap() >= 20 {
-            c.computes[0].signal(SIGKILL);
-            killed = true;
-        }
-        last = ev;
-    }
-    let status = child.wait().unwrap();
+    let extra = samples.to_string();
+    let args = [
+        "--kernel",
+        "w2-monte-carlo-pi",
+        "--range",
+        "0..200",
+        "--extra",
+        &extra,
+    ];
+    let (killed, status, last) =
+        submit_acting_at(&control, &args, 20, || c.computes[0].signal(SIGKILL));
     assert!(killed, "the job ended before the kill");
     assert!(status.success(), "{last}\n{}", c.client.log_text());
     assert_eq!(last["event"], "done");

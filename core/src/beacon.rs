@@ -129,15 +129,7 @@ pub fn build(
         let who = proposer.map_or_else(|| "-".to_string(), |p| p.to_string());
         frame = frame.with_header("Epoch", format!("{epoch} {who}"));
     }
-    let mut out = Vec::with_capacity(1024);
-    wire::encode(&frame, &mut out);
-    // Drop the blank line, sign the head, then append Sig and the blank line.
-    out.truncate(out.len() - 2);
-    let sig = sign(&out);
-    out.extend_from_slice(b"Sig: ");
-    out.extend_from_slice(B64.encode(sig).as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
-    out
+    wire::encode_signed(&frame, sign)
 }
 
 /// A beacon whose signature and freshness have been checked.

@@ -154,6 +154,15 @@ pub struct NetworkSection {
     pub max_clock_skew_s: u64,
 }
 
+impl NetworkSection {
+    /// How long a silent peer stays in the book: the expiry period that
+    /// also bounds waits for a peer (missed ticks, plus the current one).
+    pub fn expiry_ms(&self) -> u64 {
+        self.tick_ms
+            .saturating_mul(u64::from(self.expire_ticks) + 1)
+    }
+}
+
 impl Default for NetworkSection {
     fn default() -> Self {
         Self {

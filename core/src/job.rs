@@ -262,6 +262,11 @@ impl JobTracker {
         }
     }
 
+    /// Tasks waiting to be placed (constant time, unlike [`JobTracker::progress`]).
+    pub fn pending_count(&self) -> u64 {
+        self.pending.len() as u64
+    }
+
     /// Budget not yet spent nor committed to tasks in flight.
     pub fn budget_left(&self) -> Bounty {
         self.spec

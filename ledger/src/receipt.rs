@@ -268,14 +268,7 @@ impl Receipt {
     /// returns the receipt.
     pub fn signed(fields: ReceiptFields, signer: &dyn Signer) -> Result<Self, ReceiptError> {
         fields.check()?;
-        let mut out = fields.unsigned_frame().to_bytes();
-        // Drop the blank line, sign the head, then append Sig and the
-        // blank line, as beacons do.
-        out.truncate(out.len().saturating_sub(2));
-        let sig = signer.sign(&out);
-        out.extend_from_slice(b"Sig: ");
-        out.extend_from_slice(B64.encode(sig).as_bytes());
-        out.extend_from_slice(b"\r\n\r\n");
+        let out = wire::encode_signed(&fields.unsigned_frame(), |m| signer.sign(m));
         // Parsing what we built keeps one definition of validity.
         Self::from_bytes(&out)
     }

@@ -260,10 +260,7 @@ impl Client {
     /// Tasks of this client's jobs not yet placed (demand the compute
     /// nodes' queues do not show yet).
     pub fn pending(&self) -> u64 {
-        self.jobs
-            .values()
-            .map(|j| j.tracker.progress().pending)
-            .sum()
+        self.jobs.values().map(|j| j.tracker.pending_count()).sum()
     }
 
     /// Tasks this client has queued or running in the pool.

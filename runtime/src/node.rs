@@ -176,10 +176,7 @@ async fn run_inner(
     let balancer = registry
         .balancer(&cfg.balancer)
         .map_err(|e| NodeError::Startup(e.to_string()))?;
-    let expiry_ms = cfg
-        .network
-        .tick_ms
-        .saturating_mul(u64::from(cfg.network.expire_ticks) + 1);
+    let expiry_ms = cfg.network.expiry_ms();
     let client = Client::new(
         id,
         transport.clone(),
@@ -504,11 +501,7 @@ impl Driver {
             self.check_claims();
         }
         self.integrator.expire(now);
-        let expiry = self
-            .cfg
-            .network
-            .tick_ms
-            .saturating_mul(u64::from(self.cfg.network.expire_ticks) + 1);
+        let expiry = self.cfg.network.expiry_ms();
         self.client
             .links()
             .expire_waiting(now, expiry.saturating_mul(4));

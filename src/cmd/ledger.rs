@@ -4,10 +4,9 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
 use lppsp_core::NodeId;
-use lppsp_runtime::control::{self, Request};
+use lppsp_runtime::control::Request;
 
 #[derive(Args)]
 pub struct LedgerArgs {
@@ -39,23 +38,11 @@ fn cell(v: &serde_json::Value) -> String {
 }
 
 pub fn run(args: LedgerArgs) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let request = Request::Ledger {
         node: args.node,
         limit: Some(args.limit),
     };
-    let replies = rt
-        .block_on(control::call(args.control, &request))
-        .with_context(|| format!("asking the node at {} (is it running?)", args.control))?;
-    let reply = replies
-        .into_iter()
-        .next()
-        .context("the node sent no ledger")?;
-    if let Some(err) = reply.get("error") {
-        anyhow::bail!("node: {err}");
-    }
+    let reply = super::ask_node(args.control, &request, "ledger")?;
     let empty = Vec::new();
     let receipts = reply["receipts"].as_array().unwrap_or(&empty);
     if args.csv {

@@ -3,9 +3,8 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
-use lppsp_runtime::control::{self, Request};
+use lppsp_runtime::control::Request;
 
 #[derive(Args)]
 pub struct StatusArgs {
@@ -18,19 +17,7 @@ pub struct StatusArgs {
 }
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let replies = rt
-        .block_on(control::call(args.control, &Request::Status))
-        .with_context(|| format!("asking the node at {} (is it running?)", args.control))?;
-    let status = replies
-        .into_iter()
-        .next()
-        .context("the node sent no status")?;
-    if let Some(err) = status.get("error") {
-        anyhow::bail!("node: {err}");
-    }
+    let status = super::ask_node(args.control, &Request::Status, "status")?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(ExitCode::SUCCESS);

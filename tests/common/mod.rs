@@ -335,3 +335,36 @@ pub fn control_call(addr: SocketAddr, request: &str) -> Vec<serde_json::Value> {
         .filter_map(|l| serde_json::from_str(&l).ok())
         .collect()
 }
+
+/// Runs `lppsp submit --json --control CONTROL ARGS...`, following its
+/// events; once a progress event reports `done_at` tasks done, `act` runs
+/// (once). Returns whether it ran, the exit status and the last event.
+pub fn submit_acting_at(
+    control: &str,
+    args: &[&str],
+    done_at: u64,
+    mut act: impl FnMut(),
+) -> (bool, std::process::ExitStatus, serde_json::Value) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(bin())
+        .args(["submit", "--json", "--control", control])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut acted = false;
+    let mut last = serde_json::Value::Null;
+    for line in BufReader::new(stdout).lines() {
+        let ev: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if !acted
+            && ev["event"] == "progress"
+            && ev["progress"]["done"].as_u64().unwrap() >= done_at
+        {
+            act();
+            acted = true;
+        }
+        last = ev;
+    }
+    (acted, child.wait().unwrap(), last)
+}

@@ -63,6 +63,13 @@ pub enum TaskError {
     Failed(String),
 }
 
+impl TaskError {
+    /// The executor has no kernel of that name.
+    pub fn unknown_kernel(kernel: &KernelName) -> Self {
+        TaskError::UnknownKernel(kernel.as_str().to_string())
+    }
+}
+
 /// A flag the node raises to ask a running task to stop (Cancel frame, time
 /// limit). Kernels check it between units of work.
 #[derive(Debug, Clone, Default)]

@@ -231,6 +231,26 @@ impl Frame {
     }
 }
 
+/// Encodes a frame without a body, has `sign` sign every byte up to the
+/// end of its last header, and appends that signature as a final
+/// `Sig: <base64>` header: the layout of signed beacons and receipts.
+pub fn encode_signed(frame: &Frame, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> Vec<u8> {
+    use base64::Engine as _;
+    let mut out = Vec::with_capacity(1024);
+    encode(frame, &mut out);
+    // Drop the blank line, sign the head, then append Sig and the blank line.
+    out.truncate(out.len().saturating_sub(2));
+    let sig = sign(&out);
+    out.extend_from_slice(b"Sig: ");
+    out.extend_from_slice(
+        base64::engine::general_purpose::STANDARD
+            .encode(sig)
+            .as_bytes(),
+    );
+    out.extend_from_slice(b"\r\n\r\n");
+    out
+}
+
 impl fmt::Display for Frame {
     /// A readable rendering for logs and `lppsp frame decode`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -478,10 +478,6 @@ impl BuiltinExecutor {
     }
 }
 
-fn unknown(kernel: &KernelName) -> TaskError {
-    TaskError::UnknownKernel(kernel.as_str().to_string())
-}
-
 impl Executor for BuiltinExecutor {
     fn name(&self) -> &str {
         NAME
@@ -497,7 +493,8 @@ impl Executor for BuiltinExecutor {
         limits: &TaskLimits,
         cancel: &CancelFlag,
     ) -> Result<TaskOutput, TaskError> {
-        let kernel = Kernel::from_name(spec.kernel.as_str()).ok_or_else(|| unknown(spec.kernel))?;
+        let kernel = Kernel::from_name(spec.kernel.as_str())
+            .ok_or_else(|| TaskError::unknown_kernel(spec.kernel))?;
         let guard = Guard::new(cancel, limits);
         guard.check()?;
         let result = match kernel {
@@ -511,7 +508,7 @@ impl Executor for BuiltinExecutor {
     }
 
     fn reduce(&self, kernel: &KernelName, results: &[&[u8]]) -> Result<Vec<u8>, TaskError> {
-        match Kernel::from_name(kernel.as_str()).ok_or_else(|| unknown(kernel))? {
+        match Kernel::from_name(kernel.as_str()).ok_or_else(|| TaskError::unknown_kernel(kernel))? {
             Kernel::W1 => reduce_u64(W1_SUM_SQUARES, results, |a, b| Some(a.wrapping_add(b))),
             Kernel::W3 => reduce_u64(W3_BYTE_SUM, results, |a, b| Some(a.wrapping_add(b))),
             Kernel::PrimeCount => reduce_u64(PRIME_COUNT, results, u64::checked_add),

@@ -575,10 +575,6 @@ fn check_exports(module: &Module, reducer: Reducer) -> Result<(), WasmError> {
     Ok(())
 }
 
-fn unknown(kernel: &KernelName) -> TaskError {
-    TaskError::UnknownKernel(kernel.as_str().to_string())
-}
-
 impl Executor for WasmExecutor {
     fn name(&self) -> &str {
         NAME
@@ -596,13 +592,15 @@ impl Executor for WasmExecutor {
     ) -> Result<TaskOutput, TaskError> {
         let loaded = self
             .loaded(spec.kernel)
-            .ok_or_else(|| unknown(spec.kernel))?;
+            .ok_or_else(|| TaskError::unknown_kernel(spec.kernel))?;
         let seed = host::random_seed(spec.job.0, spec.task);
         self.execute(&loaded, ENTRY_EXPORT, spec.input, seed, limits, cancel)
     }
 
     fn reduce(&self, kernel: &KernelName, results: &[&[u8]]) -> Result<Vec<u8>, TaskError> {
-        let loaded = self.loaded(kernel).ok_or_else(|| unknown(kernel))?;
+        let loaded = self
+            .loaded(kernel)
+            .ok_or_else(|| TaskError::unknown_kernel(kernel))?;
         let name = kernel.as_str();
         match loaded.reducer {
             Reducer::Concat => Ok(reduce::concat(results)),
