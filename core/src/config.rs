@@ -219,6 +219,10 @@ pub struct MarketSection {
     pub initial_price: Price,
     /// Bounty every member starts with (the community grant).
     pub grant: Bounty,
+    /// Settle metered charges into signed, durable receipts. Off only to
+    /// measure what settlement costs (`lppsp bench --ledger off`): charges
+    /// are then metered and dropped, and no balance ever moves.
+    pub settle: bool,
 }
 
 impl Default for MarketSection {
@@ -226,6 +230,7 @@ impl Default for MarketSection {
         Self {
             initial_price: Price::from_micros(crate::money::UNIT),
             grant: Bounty::from_micros(1_000_000_000_000),
+            settle: true,
         }
     }
 }
@@ -268,7 +273,7 @@ impl NodeConfig {
             (&mut self.transport, "tls-tcp"),
             (&mut self.scheduler, "price-aware"),
             (&mut self.balancer, "fsm"),
-            (&mut self.executor, "builtin"),
+            (&mut self.executor, "standard"),
         ] {
             if section.kind.is_empty() {
                 section.kind = default.to_string();

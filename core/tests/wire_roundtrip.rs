@@ -26,7 +26,7 @@ const TCHARS: &[u8] =
     b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 /// What Arch and KernelName allow.
 const NAME_CHARS: &[u8] = b"-_.:0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-const KINDS: [&str; 14] = [
+const KINDS: [&str; 15] = [
     "Hand",
     "Leave",
     "Idle",
@@ -37,6 +37,7 @@ const KINDS: [&str; 14] = [
     "Cancel",
     "Integrate",
     "Integrated",
+    "Module",
     "Propose",
     "Vote",
     "Commit",
@@ -165,6 +166,7 @@ fn message() -> impl Strategy<Value = Message> {
             kernel
         }),
         (job(), any::<bool>()).prop_map(|(job, ok)| Message::Integrated { job, ok }),
+        (job(), kernel()).prop_map(|(job, kernel)| Message::Module { job, kernel }),
         (u64_field(), price(), node_id()).prop_map(|(epoch, price, proposer)| Message::Propose {
             epoch,
             price,
@@ -1053,6 +1055,14 @@ fn seed_frames() -> Vec<(&'static str, Frame)> {
         (
             "integrated",
             head(Message::Integrated { job, ok: true }).with_body(Body::from_bytes(&b"42"[..])),
+        ),
+        (
+            "module",
+            head(Message::Module {
+                job,
+                kernel: KernelName::new(format!("wasm:{}", "ab".repeat(32))).expect("kernel"),
+            })
+            .with_body(Body::from_bytes(&b"\0asm\x01\0\0\0"[..])),
         ),
         (
             "propose",

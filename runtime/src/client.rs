@@ -160,8 +160,18 @@ fn default_est_ms() -> u64 {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
+    /// A builtin kernel's name; empty (or the module's `wasm:` name) when
+    /// `module` is given.
+    #[serde(default)]
     pub kernel: String,
     pub inputs: InputSpec,
+    /// User code: a WASM module, base64 (standard alphabet). Its kernel
+    /// name is `wasm:` + its SHA-256.
+    #[serde(default)]
+    pub module: Option<String>,
+    /// Fuel each task may burn (WASM); unset = the compute node's default.
+    #[serde(default)]
+    pub fuel: Option<u64>,
     /// Defaults to the node's remaining bounty.
     #[serde(default)]
     pub budget: Option<Bounty>,
@@ -180,6 +190,11 @@ pub struct SubmitRequest {
 
 struct ClientJob {
     tracker: JobTracker,
+    /// The job's user code, sent once to each node that runs or
+    /// integrates its tasks.
+    module: Option<Bytes>,
+    module_sent: std::collections::HashSet<NodeId>,
+    fuel: Option<u64>,
     subscriber: mpsc::Sender<serde_json::Value>,
     started: Instant,
     last_progress: Option<Instant>,
@@ -282,7 +297,18 @@ impl Client {
         balance: Bounty,
     ) {
         let fail = |msg: String| json!({"event": "rejected", "error": msg});
-        let kernel = match KernelName::new(req.kernel.clone()) {
+        let module = match self.load_module(&req) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = reply.send(fail(e)).await;
+                return;
+            }
+        };
+        let kernel_name = match &module {
+            Some((kernel, _)) => kernel.as_str().to_string(),
+            None => req.kernel.clone(),
+        };
+        let kernel = match KernelName::new(kernel_name) {
             Ok(k) if self.executor.has_kernel(&k) => k,
             Ok(k) => {
                 let _ = reply
@@ -334,11 +360,38 @@ impl Client {
             id,
             ClientJob {
                 tracker,
+                module: module.map(|(_, code)| code),
+                module_sent: std::collections::HashSet::new(),
+                fuel: req.fuel,
                 subscriber: reply,
                 started: Instant::now(),
                 last_progress: None,
             },
         );
+    }
+
+    /// Decodes and loads the request's module, if it has one: the node's
+    /// own executor must accept it (it checks imports and compiles), or no
+    /// peer would.
+    fn load_module(&self, req: &SubmitRequest) -> Result<Option<(KernelName, Bytes)>, String> {
+        use base64::Engine as _;
+        let Some(text) = &req.module else {
+            return Ok(None);
+        };
+        let code = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|e| format!("module: not base64: {e}"))?;
+        let kernel = self
+            .executor
+            .load_module(&code)
+            .map_err(|e| format!("module: {e}"))?;
+        if !req.kernel.is_empty() && req.kernel != kernel.as_str() {
+            return Err(format!(
+                "module: its kernel name is {kernel}, but the request names {}",
+                req.kernel
+            ));
+        }
+        Ok(Some((kernel, Bytes::from(code))))
     }
 
     /// Sends `frame` to `node` over our link to it; false when the node
@@ -444,6 +497,8 @@ impl Client {
     pub fn on_node_lost(&mut self, peer: NodeId) {
         self.links.drop_link(&peer);
         for j in self.jobs.values_mut() {
+            // A new link may reach a restarted node without the module.
+            j.module_sent.remove(&peer);
             j.tracker.on_node_lost(peer);
         }
     }
@@ -526,6 +581,23 @@ impl Client {
         let total = job.tracker.spec().inputs.len() as u64;
         let mut lost = Vec::new();
         while let Some(cmd) = job.tracker.poll_command() {
+            if let (
+                JobCommand::Place { node, .. } | JobCommand::Integrate { node, .. },
+                Some(code),
+            ) = (&cmd, &job.module)
+            {
+                if job.module_sent.insert(*node) {
+                    let message = Message::Module {
+                        job: id,
+                        kernel: kernel.clone(),
+                    };
+                    let frame =
+                        Frame::new(price, message).with_body(Body::from_bytes(code.clone()));
+                    if !self.links.send(*node, frame, book) {
+                        job.module_sent.remove(node);
+                    }
+                }
+            }
             let (node, frame) = match cmd {
                 JobCommand::Place {
                     node,
@@ -541,6 +613,9 @@ impl Client {
                     let mut frame = Frame::new(price, message).with_body(Body::from_bytes(input));
                     if let Some(r) = result_to {
                         frame = frame.with_header("Result-To", r.to_string());
+                    }
+                    if let Some(f) = job.fuel {
+                        frame = frame.with_header("Fuel-Limit", f.to_string());
                     }
                     (node, frame)
                 }

@@ -35,6 +35,8 @@ pub struct ComputeConfig {
 }
 
 struct Work {
+    /// Fuel the client allows each task (`Fuel-Limit`), if it set one.
+    fuel: Option<u64>,
     client: NodeId,
     job: JobId,
     task: u64,
@@ -164,6 +166,10 @@ impl ComputeService {
                     .get("Result-To")
                     .and_then(|v| v.parse::<NodeId>().ok())
                     .filter(|r| *r != client);
+                let fuel = frame
+                    .headers
+                    .get("Fuel-Limit")
+                    .and_then(|v| v.parse::<u64>().ok());
                 let input = frame.body.map(|b| b.to_bytes()).unwrap_or_default();
                 if !self.cfg.sharing || self.cfg.slots == 0 {
                     return refuse(RefuseReason::Unavailable);
@@ -191,6 +197,7 @@ impl ComputeService {
                 }
                 self.load.fetch_add(1, Ordering::Relaxed);
                 let work = Work {
+                    fuel,
                     client,
                     job,
                     task,
@@ -270,6 +277,10 @@ fn worker(rx: Arc<Mutex<std::sync::mpsc::Receiver<Work>>>, ctx: WorkerContext) {
                 task: work.task,
                 kernel: &work.kernel,
                 input: &work.input,
+            };
+            let limits = TaskLimits {
+                fuel: work.fuel.or(limits.fuel),
+                ..limits
             };
             let outcome = executor.run(&spec, &limits, &work.cancel);
             let micros = u64::try_from(started.elapsed().as_micros())

@@ -12,8 +12,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Longest request line accepted.
-const MAX_REQUEST: usize = 1 << 20;
+/// Longest request line accepted: a submit carries its WASM module in
+/// base64 (the wasm executor's default module limit is 32 MiB).
+const MAX_REQUEST: usize = 48 << 20;
 
 /// A request from a local tool.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -7,8 +7,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use lppsp_core::book::Book;
-use lppsp_core::component::{Connection, FrameReader, FrameWriter, Transport, TransportError};
-use lppsp_core::wire::{Frame, Message, RefuseReason};
+use lppsp_core::component::{
+    Connection, Executor, FrameReader, FrameWriter, Transport, TransportError,
+};
+use lppsp_core::wire::{Body, Frame, JobId, KernelName, Message, RefuseReason};
 use lppsp_core::NodeId;
 use tokio::sync::mpsc;
 use tracing::{debug, warn, Instrument};
@@ -223,6 +225,7 @@ async fn forward_frames(
 pub async fn serve_connection(
     conn: Box<dyn Connection>,
     compute: Option<Arc<ComputeService>>,
+    executor: Arc<dyn Executor>,
     events: mpsc::UnboundedSender<NetEvent>,
 ) {
     let peer = conn.peer().node;
@@ -261,6 +264,11 @@ pub async fn serve_connection(
             events.send(ev).is_ok()
         };
         match (&frame.message, &compute) {
+            // Loaded here, before the next frame is read, so that the
+            // job's tasks that follow on this connection find it.
+            (Message::Module { job, kernel }, _) => {
+                load_module(&executor, peer, *job, kernel, frame.body.clone()).await
+            }
             // Cancel of a whole job is also for an integrator holding its results.
             (Message::Cancel { task: None, .. }, Some(c)) => {
                 c.on_frame(peer, frame.clone(), &reply_tx);
@@ -292,6 +300,31 @@ pub async fn serve_connection(
     }
     drop(reply_tx);
     let _ = writer_task.await;
+}
+
+/// Compiles (or finds cached) a job's module, off the reactor threads.
+async fn load_module(
+    executor: &Arc<dyn Executor>,
+    peer: NodeId,
+    job: JobId,
+    kernel: &KernelName,
+    body: Option<Body>,
+) {
+    let code = body.map(|b| b.to_bytes()).unwrap_or_default();
+    let size = code.len();
+    let exec = executor.clone();
+    match tokio::task::spawn_blocking(move || exec.load_module(&code)).await {
+        Ok(Ok(loaded)) if loaded == *kernel => {
+            debug!(%peer, %job, %kernel, size, "module loaded")
+        }
+        // Its tasks name `kernel`, which is still unknown here, so they are
+        // refused as unknown-kernel and placed elsewhere.
+        Ok(Ok(loaded)) => {
+            warn!(%peer, %job, %kernel, %loaded, "module dropped: its bytes do not hash to its name")
+        }
+        Ok(Err(e)) => warn!(%peer, %job, %kernel, error = %e, "module refused"),
+        Err(e) => warn!(%peer, %job, error = %e, "module load did not finish"),
+    }
 }
 
 /// Writes frames from `rx` in batches: whatever is queued goes in one write.

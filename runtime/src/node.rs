@@ -144,6 +144,7 @@ async fn run_inner(
         let transport = transport.clone();
         let shutdown = shutdown.clone();
         let compute = compute.clone();
+        let executor = executor.clone();
         let net_tx = net_tx.clone();
         tokio::spawn(
             async move {
@@ -155,7 +156,12 @@ async fn run_inner(
                     match conn {
                         Ok(c) => {
                             debug!(peer = %c.peer().node, "peer connected");
-                            let serve = links::serve_connection(c, compute.clone(), net_tx.clone());
+                            let serve = links::serve_connection(
+                                c,
+                                compute.clone(),
+                                executor.clone(),
+                                net_tx.clone(),
+                            );
                             tokio::spawn(serve.in_current_span());
                         }
                         Err(e) => debug!(error = %e, "connection refused"),
@@ -648,7 +654,11 @@ impl Driver {
     /// Meters the charges the client counted and settles when a job ended
     /// or the settlement period passed.
     fn settle(&mut self) {
-        for m in self.client.take_metered() {
+        let metered = self.client.take_metered();
+        if !self.cfg.market.settle {
+            return;
+        }
+        for m in metered {
             self.accounts
                 .meter(m.job, m.payee, m.price, m.power, m.micros, m.charge, m.fuel);
         }

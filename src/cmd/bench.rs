@@ -63,6 +63,12 @@ impl KernelArg {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LedgerArg {
+    On,
+    Off,
+}
+
 #[derive(Args)]
 pub struct BenchArgs {
     /// Workload to run (shared/BENCHMARKS.md).
@@ -74,6 +80,10 @@ pub struct BenchArgs {
     /// Kernels to run the workloads with.
     #[arg(long, value_enum, default_value = "builtin")]
     kernel: KernelArg,
+    /// Settle charges into signed, durable receipts (`on`, as nodes do), or
+    /// meter and drop them (`off`), to measure what the ledger costs.
+    #[arg(long, value_enum, default_value = "on")]
+    ledger: LedgerArg,
     /// Runs of each workload, each on a fresh cluster.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
@@ -496,14 +506,38 @@ struct JobRun {
     faults: Map<String, Value>,
 }
 
-fn submit_request(w: Workload, kernel: &str, sizes: &Sizes) -> SubmitRequest {
+/// The workload's WAT kernel from examples/kernels, compiled, in base64:
+/// what `lppsp submit --wasm` sends.
+fn wasm_module(w: Workload) -> anyhow::Result<String> {
+    use base64::Engine as _;
+    let text = match w {
+        Workload::W1 => include_str!("../../examples/kernels/w1-sum-squares.wat"),
+        Workload::W2 => include_str!("../../examples/kernels/w2-monte-carlo-pi.wat"),
+        Workload::W3 => include_str!("../../examples/kernels/w3-byte-sum.wat"),
+    };
+    let binary = wat::parse_str(text).with_context(|| format!("{} WAT kernel", w.name()))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(binary))
+}
+
+fn submit_request(
+    w: Workload,
+    kernel: &str,
+    module: Option<&String>,
+    sizes: &Sizes,
+) -> SubmitRequest {
     // A hint for the pipeline depth before the first task has finished.
     let est_task_ms = match w {
         Workload::W1 => 1,
         Workload::W2 | Workload::W3 => 10,
     };
     SubmitRequest {
-        kernel: kernel.to_string(),
+        kernel: if module.is_some() {
+            String::new()
+        } else {
+            kernel.to_string()
+        },
+        module: module.cloned(),
+        fuel: None,
         inputs: sizes.inputs(w),
         budget: None,
         arch: None,
@@ -626,6 +660,7 @@ fn run_one(
     out.insert("workload".into(), json!(w.name()));
     out.insert("nodes".into(), json!(args.nodes));
     out.insert("kernel".into(), json!(args.kernel.as_str()));
+    out.insert("ledger".into(), json!(args.ledger == LedgerArg::On));
     out.insert("run".into(), json!(run));
     out.insert("tasks".into(), json!(sizes.tasks));
     if args.scale != 1.0 {
@@ -665,7 +700,15 @@ fn run_one(
         &format!("starting 1 client + {} compute nodes", args.nodes),
     );
     let t = Instant::now();
-    let mut cluster = Cluster::start(args.nodes, "lppsp-bench-", "lppsp bench community")?;
+    let mut cluster = Cluster::start(
+        args.nodes,
+        "lppsp-bench-",
+        "lppsp bench community",
+        match args.ledger {
+            LedgerArg::On => "",
+            LedgerArg::Off => "[market]\nsettle = false\n",
+        },
+    )?;
     let ready = cluster.wait_ready(Duration::from_secs(60));
     let startup_s = t.elapsed().as_secs_f64();
     if let Err(e) = ready {
@@ -680,6 +723,10 @@ fn run_one(
         .build()
         .context("starting a runtime")?;
     let kernel = w.kernel().to_string();
+    let module = match args.kernel {
+        KernelArg::Builtin => None,
+        KernelArg::Wasm => Some(wasm_module(w)?),
+    };
 
     // Warm-up: a few tasks per node, so that the client's TLS links to the
     // compute nodes are open before the timed job.
@@ -692,7 +739,7 @@ fn run_one(
     let warm = run_job(
         &rt,
         &cluster,
-        submit_request(w, &kernel, &warm_sizes),
+        submit_request(w, &kernel, module.as_ref(), &warm_sizes),
         None,
         None,
     )?;
@@ -717,7 +764,7 @@ fn run_one(
     let job = run_job(
         &rt,
         &cluster,
-        submit_request(w, &kernel, &sizes),
+        submit_request(w, &kernel, module.as_ref(), &sizes),
         Some((progress, &prefix)),
         perf.as_mut(),
     )?;
@@ -855,13 +902,6 @@ fn summary_line(v: &Value) -> String {
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if !(args.scale > 0.0 && args.scale <= 16.0) {
         bail!("--scale must be in (0, 16]");
-    }
-    if args.kernel == KernelArg::Wasm {
-        bail!(
-            "--kernel wasm: the wasm executor (crate lppsp-executor-wasm) is not wired into \
-             the node yet: a job cannot carry a WASM module (SubmitRequest has no field for \
-             one) and nodes register only the builtin executor; run with --kernel builtin"
-        );
     }
     let workloads: &[Workload] = match args.workload {
         WorkloadArg::W1 => &[Workload::W1],

@@ -137,13 +137,14 @@ fn write_config(
     beacon: u16,
     control: u16,
     peers: &[u16],
+    extra: &str,
 ) -> anyhow::Result<PathBuf> {
     let peers: Vec<String> = peers.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
     let text = format!(
         "[node]\nname = \"{name}\"\nrole = \"{role}\"\ndata_dir = \"{name}-data\"\n\n\
          [identity]\nca_cert = \"ca/ca.pem\"\ncert = \"{name}.pem\"\nkey = \"{name}.key\"\n\n\
          [network]\nlisten = \"127.0.0.1:{tls}\"\nbeacon_listen = \"127.0.0.1:{beacon}\"\n\
-         discovery = \"static\"\nstatic_peers = [{}]\n\n[control]\nlisten = \"127.0.0.1:{control}\"\n",
+         discovery = \"static\"\nstatic_peers = [{}]\n\n[control]\nlisten = \"127.0.0.1:{control}\"\n\n{extra}",
         peers.join(", ")
     );
     let path = dir.join(format!("{name}.toml"));
@@ -154,9 +155,15 @@ fn write_config(
 impl Cluster {
     /// Makes a temp dir (`prefix` + random), a CA named `community` in it,
     /// a certificate and config per node, and starts `client` plus
-    /// `compute-1..=compute-N`. Returns once every process is spawned; see
+    /// `compute-1..=compute-N`, each config ending with `extra` (TOML
+    /// sections). Returns once every process is spawned; see
     /// [`Cluster::wait_ready`].
-    pub fn start(compute_nodes: u32, prefix: &str, community: &str) -> anyhow::Result<Self> {
+    pub fn start(
+        compute_nodes: u32,
+        prefix: &str,
+        community: &str,
+        extra: &str,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix(prefix)
             .tempdir()
@@ -187,7 +194,7 @@ impl Cluster {
                 .collect();
             let role = if i == 0 { "client" } else { "compute" };
             let (tls, beacon, control) = ports[i];
-            let cfg = write_config(dir, name, role, tls, beacon, control, &peers)?;
+            let cfg = write_config(dir, name, role, tls, beacon, control, &peers, extra)?;
             let log_path = dir.join(format!("{name}.log"));
             let log = std::fs::File::create(&log_path)
                 .with_context(|| format!("creating {}", log_path.display()))?;

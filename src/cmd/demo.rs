@@ -27,7 +27,7 @@ pub struct DemoArgs {
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let mut cluster = Cluster::start(args.nodes, "lppsp-demo-", "lppsp demo community")?;
+    let mut cluster = Cluster::start(args.nodes, "lppsp-demo-", "lppsp demo community", "")?;
     println!(
         "lppsp demo: a LAN of 1 client + {} compute nodes on loopback, in {}",
         args.nodes,
@@ -53,6 +53,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     let req = SubmitRequest {
         kernel: "w2-monte-carlo-pi".into(),
+        module: None,
+        fuel: None,
         inputs: InputSpec::Range {
             start: 0,
             end: args.tasks,

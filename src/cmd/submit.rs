@@ -25,8 +25,16 @@ pub struct SubmitArgs {
     #[arg(long, default_value = "127.0.0.1:47102")]
     pub control: SocketAddr,
     /// Kernel to run (`lppsp kernels` lists the built-in ones).
-    #[arg(long)]
-    pub kernel: String,
+    #[arg(long, required_unless_present = "wasm", conflicts_with = "wasm")]
+    pub kernel: Option<String>,
+    /// Run your own kernel: a WASM module (`.wasm`, or `.wat` text compiled
+    /// here), for wasm32-wasip1 with the ABI of docs/wasm.md. It is sent
+    /// once to each node that runs the job's tasks.
+    #[arg(long, value_name = "FILE")]
+    pub wasm: Option<PathBuf>,
+    /// With --wasm: fuel (metered WASM instructions) each task may burn.
+    #[arg(long, requires = "wasm")]
+    pub fuel: Option<u64>,
     /// Tasks START..END: task i gets i (u64 LE) as input.
     #[arg(long, value_name = "START..END", conflicts_with_all = ["spans", "files", "random", "input"])]
     pub range: Option<String>,
@@ -116,9 +124,12 @@ impl SubmitArgs {
         } else {
             bail!("give the task inputs: --range, --spans, --files, --random or --input");
         };
+        let module = self.wasm.as_deref().map(read_module).transpose()?;
         Ok(SubmitRequest {
-            kernel: self.kernel.clone(),
+            kernel: self.kernel.clone().unwrap_or_default(),
             inputs,
+            module,
+            fuel: self.fuel,
             budget: self.budget,
             arch: self.arch.clone(),
             min_power: self.min_power,
@@ -127,6 +138,17 @@ impl SubmitArgs {
             est_task_ms: 10,
         })
     }
+}
+
+/// Reads a module for a submit request: WAT text is compiled to binary
+/// here, so the content address is that of the binary every node runs.
+pub fn read_module(path: &std::path::Path) -> anyhow::Result<String> {
+    use base64::Engine as _;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let binary = wat::parse_bytes(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        .into_owned();
+    Ok(base64::engine::general_purpose::STANDARD.encode(binary))
 }
 
 /// Submits `req` and follows it; returns the final event.

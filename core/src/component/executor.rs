@@ -100,12 +100,91 @@ pub trait Executor: Send + Sync {
         limits: &TaskLimits,
         cancel: &CancelFlag,
     ) -> Result<TaskOutput, TaskError>;
+    /// Loads user code (a WASM module) sent with a job, and returns the
+    /// kernel name its tasks use. Content-addressed: loading the same
+    /// bytes again is cheap and gives the same name. Executors that run
+    /// only their own kernels refuse.
+    fn load_module(&self, _code: &[u8]) -> Result<KernelName, TaskError> {
+        Err(TaskError::Failed(format!(
+            "the {} executor runs no user modules",
+            self.name()
+        )))
+    }
+    /// Whether [`Executor::load_module`] can succeed at all.
+    fn takes_modules(&self) -> bool {
+        false
+    }
     /// Integrates task results (ordered by task index) into the job result.
     fn reduce(&self, kernel: &KernelName, results: &[&[u8]]) -> Result<Vec<u8>, TaskError>;
     /// Renders a job result for people (`lppsp submit` prints it).
     fn render(&self, _kernel: &KernelName, result: &[u8]) -> String {
         match std::str::from_utf8(result) {
             Ok(s) => s.to_string(),
+            Err(_) => format!("{} bytes", result.len()),
+        }
+    }
+}
+
+/// Several executors as one: a kernel runs on the first executor that has
+/// it, and user modules go to the first executor that accepts them. This
+/// is how a node runs builtin kernels and WASM modules side by side.
+pub struct ExecutorStack {
+    name: String,
+    executors: Vec<Arc<dyn Executor>>,
+}
+
+impl ExecutorStack {
+    pub fn new(name: impl Into<String>, executors: Vec<Arc<dyn Executor>>) -> Self {
+        Self {
+            name: name.into(),
+            executors,
+        }
+    }
+
+    fn for_kernel(&self, kernel: &KernelName) -> Result<&Arc<dyn Executor>, TaskError> {
+        self.executors
+            .iter()
+            .find(|e| e.has_kernel(kernel))
+            .ok_or_else(|| TaskError::unknown_kernel(kernel))
+    }
+}
+
+impl Executor for ExecutorStack {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn has_kernel(&self, kernel: &KernelName) -> bool {
+        self.executors.iter().any(|e| e.has_kernel(kernel))
+    }
+    fn run(
+        &self,
+        spec: &TaskSpec<'_>,
+        limits: &TaskLimits,
+        cancel: &CancelFlag,
+    ) -> Result<TaskOutput, TaskError> {
+        self.for_kernel(spec.kernel)?.run(spec, limits, cancel)
+    }
+    fn load_module(&self, code: &[u8]) -> Result<KernelName, TaskError> {
+        let mut last = None;
+        for e in self.executors.iter().filter(|e| e.takes_modules()) {
+            match e.load_module(code) {
+                Ok(kernel) => return Ok(kernel),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            TaskError::Failed(format!("the {} executor runs no user modules", self.name))
+        }))
+    }
+    fn takes_modules(&self) -> bool {
+        self.executors.iter().any(|e| e.takes_modules())
+    }
+    fn reduce(&self, kernel: &KernelName, results: &[&[u8]]) -> Result<Vec<u8>, TaskError> {
+        self.for_kernel(kernel)?.reduce(kernel, results)
+    }
+    fn render(&self, kernel: &KernelName, result: &[u8]) -> String {
+        match self.for_kernel(kernel) {
+            Ok(e) => e.render(kernel, result),
             Err(_) => format!("{} bytes", result.len()),
         }
     }

@@ -13,7 +13,9 @@ pub mod scheduler;
 pub mod transport;
 
 pub use balancer::{Balancer, MarketSample, PriceProposal};
-pub use executor::{CancelFlag, Executor, TaskError, TaskLimits, TaskOutput, TaskSpec};
+pub use executor::{
+    CancelFlag, Executor, ExecutorStack, TaskError, TaskLimits, TaskOutput, TaskSpec,
+};
 pub use scheduler::{
     Constraints, PeerView, PendingTask, Placement, PlacementRequest, Plan, Scheduler, Unplaced,
 };

@@ -248,6 +248,10 @@ pub enum Message {
     },
     /// `Integrated/job/ok|error`: the body is the job result or the error text.
     Integrated { job: JobId, ok: bool },
+    /// `Module/job/kernel`: the body is the user code (a WASM module) that
+    /// `kernel` names by its content hash; sent once per job to each node
+    /// that runs or integrates its tasks, before the first of them.
+    Module { job: JobId, kernel: KernelName },
     /// `Propose/epoch/price/proposer`: open a price agreement round.
     Propose {
         epoch: u64,
@@ -292,6 +296,7 @@ impl Message {
             Message::Cancel { .. } => "Cancel",
             Message::Integrate { .. } => "Integrate",
             Message::Integrated { .. } => "Integrated",
+            Message::Module { .. } => "Module",
             Message::Propose { .. } => "Propose",
             Message::Vote { .. } => "Vote",
             Message::Commit { .. } => "Commit",
@@ -389,6 +394,13 @@ impl Message {
                     ok: f.parse_with(1, "status", parse_status)?,
                 })
             }
+            "Module" => {
+                let f = f.arity("Module", 2)?;
+                Ok(Message::Module {
+                    job: f.parse(0, "job")?,
+                    kernel: f.parse_with(1, "kernel", |s| KernelName::new(s))?,
+                })
+            }
             "Cancel" => {
                 let f = f.arity("Cancel", 2)?;
                 Ok(Message::Cancel {
@@ -475,6 +487,7 @@ impl fmt::Display for Message {
                 write!(f, "{k}/{job}/{task}/{}", if *ok { "ok" } else { "error" })
             }
             Message::Integrate { job, tasks, kernel } => write!(f, "{k}/{job}/{tasks}/{kernel}"),
+            Message::Module { job, kernel } => write!(f, "{k}/{job}/{kernel}"),
             Message::Integrated { job, ok } => {
                 write!(f, "{k}/{job}/{}", if *ok { "ok" } else { "error" })
             }

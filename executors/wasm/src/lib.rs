@@ -597,6 +597,16 @@ impl Executor for WasmExecutor {
         self.execute(&loaded, ENTRY_EXPORT, spec.input, seed, limits, cancel)
     }
 
+    fn load_module(&self, code: &[u8]) -> Result<KernelName, TaskError> {
+        self.load(code)
+            .map(|id| kernel_name(&id))
+            .map_err(|e| TaskError::Failed(format!("module rejected: {e}")))
+    }
+
+    fn takes_modules(&self) -> bool {
+        true
+    }
+
     fn reduce(&self, kernel: &KernelName, results: &[&[u8]]) -> Result<Vec<u8>, TaskError> {
         let loaded = self
             .loaded(kernel)
