@@ -252,7 +252,7 @@ impl Policy {
     pub fn from_section(s: &SharingSection) -> Result<Self, (&'static str, String)> {
         let owner_idle = match s.owner_idle_minutes {
             None => None,
-            Some(m) if m.is_finite() && m >= 0.0 && m <= 1e6 => {
+            Some(m) if m.is_finite() && (0.0..=1e6).contains(&m) => {
                 Some(Duration::from_secs_f64(m * 60.0))
             }
             Some(_) => {
