@@ -19,6 +19,11 @@ struct CaNode {
 }
 
 fn ca_node() -> CaNode {
+    ca_node_with("requests_per_minute = 100\n")
+}
+
+/// As [`ca_node`], with these `[ca]` keys.
+fn ca_node_with(ca_keys: &str) -> CaNode {
     let community = Community::new();
     community.issue("ca-node");
     let ports = Ports::free();
@@ -35,7 +40,7 @@ fn ca_node() -> CaNode {
     );
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text.push_str(&format!(
-        "\n[ca]\ndir = \"{}\"\njoin_listen = \"127.0.0.1:{join_port}\"\nrequests_per_minute = 100\n",
+        "\n[ca]\ndir = \"{}\"\njoin_listen = \"127.0.0.1:{join_port}\"\n{ca_keys}",
         community.ca_dir().display()
     ));
     std::fs::write(&cfg, text).unwrap();
@@ -297,5 +302,38 @@ fn bad_and_oversized_requests_are_dropped_and_the_listener_keeps_serving() {
         wait_for(Duration::from_secs(10), || pending(&ca).is_empty()).is_some(),
         "a request whose joiner left is dropped"
     );
+    assert!(ca.node.try_status().is_some(), "the CA node still runs");
+}
+
+#[test]
+fn an_undecided_request_expires_and_the_joiner_is_told() {
+    let ca = ca_node_with("requests_per_minute = 100\npending_expiry_s = 1\n");
+    let dir = ca.community.dir.path().join("late");
+    let mut joiner = Joiner::start(&ca, &dir, "late", &["--no-start"]);
+    joiner.line_after("verification code:");
+    let status = joiner.child.wait().unwrap();
+    assert!(!status.success());
+    let err = joiner.stderr();
+    assert!(err.contains("expired"), "{err}");
+    assert!(!dir.join("node.key").exists());
+    assert!(pending(&ca).is_empty());
+}
+
+#[test]
+fn connections_over_the_rate_limit_are_closed_unanswered() {
+    let ca = ca_node_with("requests_per_minute = 2\n");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", ca.join_port).parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // Two connections are taken (TLS completes), the third is not.
+        let a = lppsp_runtime::join::connect(addr).await;
+        let b = lppsp_runtime::join::connect(addr).await;
+        assert!(a.is_ok() && b.is_ok());
+        let c = lppsp_runtime::join::connect(addr).await;
+        assert!(c.is_err(), "the third connection in a minute is refused");
+    });
     assert!(ca.node.try_status().is_some(), "the CA node still runs");
 }
