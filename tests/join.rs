@@ -337,3 +337,27 @@ fn connections_over_the_rate_limit_are_closed_unanswered() {
     });
     assert!(ca.node.try_status().is_some(), "the CA node still runs");
 }
+
+#[test]
+fn ctrl_c_while_waiting_writes_nothing_and_withdraws_the_request() {
+    let ca = ca_node();
+    let dir = ca.community.dir.path().join("hasty");
+    let mut joiner = Joiner::start(&ca, &dir, "hasty", &["--no-start"]);
+    joiner.line_after("waiting for the decision");
+    assert_eq!(pending(&ca).len(), 1);
+    let sent = Command::new("kill")
+        .args(["-INT", &joiner.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = joiner.child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{}", joiner.stderr());
+    joiner.line_after("cancelled; nothing was written");
+    for f in ["node.key", "node.pem", "ca.pem", "node.toml"] {
+        assert!(!dir.join(f).exists(), "{f} was written");
+    }
+    assert!(
+        wait_for(Duration::from_secs(10), || pending(&ca).is_empty()).is_some(),
+        "the request left with its joiner"
+    );
+}
