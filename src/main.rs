@@ -29,6 +29,8 @@ enum Command {
     Ca(cmd::ca::CaCommand),
     /// Run a node in the foreground.
     Node(cmd::node::NodeArgs),
+    /// Ask a CA-holding node for a certificate, then start this node (docs/joining.md).
+    Join(cmd::join::JoinArgs),
     /// Show a running local node's book, market and counters.
     Status(cmd::status::StatusArgs),
     /// Submit a job to the local node and follow it to its result.
@@ -59,16 +61,19 @@ fn init_logging(default: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(if matches!(cli.command, Command::Node(_)) {
-        "info"
-    } else {
-        "warn"
-    });
+    init_logging(
+        if matches!(cli.command, Command::Node(_) | Command::Join(_)) {
+            "info"
+        } else {
+            "warn"
+        },
+    );
     let result = match cli.command {
         Command::Frame(c) => cmd::frame::run(c),
         Command::Config(c) => cmd::config::run(c),
         Command::Ca(c) => cmd::ca::run(c),
         Command::Node(a) => cmd::node::run(a),
+        Command::Join(a) => cmd::join::run(a),
         Command::Status(a) => cmd::status::run(a),
         Command::Submit(a) => cmd::submit::run(a),
         Command::Demo(a) => cmd::demo::run(a),

@@ -84,6 +84,8 @@ pub struct NodeConfig {
     pub scheduler: ComponentSection,
     pub balancer: ComponentSection,
     pub executor: ComponentSection,
+    pub sharing: crate::sharing::SharingSection,
+    pub ca: CaSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -251,6 +253,38 @@ impl Default for ControlSection {
     }
 }
 
+/// `[ca]`: a node holding the community CA lets new nodes ask for a
+/// certificate (`lppsp join`); its operator approves them (`lppsp ca approve`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaSection {
+    /// Folder with ca.pem and ca.key; unset: this node takes no join requests.
+    pub dir: Option<PathBuf>,
+    /// Where join requests are accepted (TLS, server-authenticated only).
+    pub join_listen: SocketAddr,
+    /// Requests waiting for a decision, at most; more are refused.
+    pub max_pending: usize,
+    /// A request not decided within this many seconds is dropped.
+    pub pending_expiry_s: u64,
+    /// Join connections accepted per source address per minute.
+    pub requests_per_minute: u32,
+    /// Largest join request, bytes.
+    pub max_request_bytes: usize,
+}
+
+impl Default for CaSection {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            join_listen: SocketAddr::from(([0, 0, 0, 0], 47103)),
+            max_pending: 16,
+            pending_expiry_s: 900,
+            requests_per_minute: 6,
+            max_request_bytes: 16 * 1024,
+        }
+    }
+}
+
 /// Which implementation of a component to use, and its options.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -293,6 +327,9 @@ impl NodeConfig {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
+        }
+        if let Some(p) = self.ca.dir.as_mut().filter(|p| p.is_relative()) {
+            *p = base.join(&*p);
         }
         for section in [&mut self.scheduler, &mut self.balancer, &mut self.executor] {
             if let Some(p) = section.path.as_mut().filter(|p| p.is_relative()) {
@@ -365,6 +402,14 @@ impl NodeConfig {
                 }
                 _ => {}
             }
+        }
+        crate::sharing::Policy::from_section(&self.sharing)
+            .map_err(|(key, message)| key_err(key, &message))?;
+        if self.ca.max_pending == 0 || self.ca.requests_per_minute == 0 {
+            return Err(key_err(
+                "ca.max_pending",
+                "ca.max_pending and ca.requests_per_minute must be at least 1",
+            ));
         }
         if self.limits.max_line < 256 {
             return Err(key_err("limits.max_line", "must be at least 256"));

@@ -18,6 +18,7 @@ pub mod market;
 pub mod money;
 pub mod node_id;
 pub mod registry;
+pub mod sharing;
 pub mod wire;
 
 pub use money::{Bounty, Price};

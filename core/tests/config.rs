@@ -78,6 +78,8 @@ fn assert_default_sections(cfg: &NodeConfig) {
     assert_eq!(cfg.market, MarketSection::default());
     assert_eq!(cfg.control, ControlSection::default());
     assert_eq!(cfg.limits, Limits::default());
+    assert_eq!(cfg.sharing, lppsp_core::sharing::SharingSection::default());
+    assert_eq!(cfg.ca, lppsp_core::config::CaSection::default());
     for (section, kind) in [
         (&cfg.transport, "tls-tcp"),
         (&cfg.scheduler, "price-aware"),
@@ -130,7 +132,15 @@ fn example_file_commented_out_keys_are_valid() {
     let text: String = text
         .lines()
         .map(|line| {
-            for key in ["advertise", "multicast_interface", "max_mflops"] {
+            for key in [
+                "advertise",
+                "multicast_interface",
+                "max_mflops",
+                "dir",
+                "owner_idle_minutes",
+                "max_other_cpu_percent",
+                "cpu_share_percent",
+            ] {
                 if let Some(rest) = line.strip_prefix(&format!("# {key} = ")) {
                     uncommented += 1;
                     return format!("{key} = {rest}\n");
@@ -140,13 +150,46 @@ fn example_file_commented_out_keys_are_valid() {
         })
         .collect();
     assert_eq!(
-        uncommented, 3,
-        "the example should show the three optional keys"
+        uncommented, 7,
+        "the example should show the seven optional keys"
     );
-    let (_dir, cfg) = load_ok(&text, &[]);
+    let (dir, cfg) = load_ok(&text, &[]);
     assert!(cfg.network.advertise.is_some());
     assert!(cfg.network.multicast_interface.is_some());
     assert!(cfg.share.max_mflops.is_some());
+    assert_eq!(cfg.ca.dir, Some(dir.path().join("ca")));
+    assert!(cfg.sharing.owner_idle_minutes.is_some());
+    assert!(cfg.sharing.max_other_cpu_percent.is_some());
+    assert!(cfg.sharing.cpu_share_percent.is_some());
+}
+
+#[test]
+fn sharing_windows_and_ranges_are_checked_naming_the_key() {
+    let (_dir, cfg) = load_ok(
+        "[sharing]\nowner_idle_minutes = 0.5\nwindows = [\"22:00-07:00\", \"Sat 00:00-24:00\"]\n",
+        &[],
+    );
+    assert_eq!(cfg.sharing.windows.len(), 2);
+    let shown = key_error(
+        "[sharing]\nwindows = [\"25:00-07:00\"]\n",
+        &[],
+        "sharing.windows",
+    );
+    assert!(shown.contains("25:00-07:00"), "{shown}");
+    for (text, key) in [
+        ("[sharing]\nwindows = [\"nope\"]\n", "sharing.windows"),
+        (
+            "[sharing]\nmax_other_cpu_percent = 120\n",
+            "sharing.max_other_cpu_percent",
+        ),
+        (
+            "[sharing]\ncpu_share_percent = 0\n",
+            "sharing.cpu_share_percent",
+        ),
+        ("[ca]\nmax_pending = 0\n", "ca.max_pending"),
+    ] {
+        key_error(text, &[], key);
+    }
 }
 
 #[test]

@@ -49,8 +49,15 @@ struct Work {
     relay_to: Option<NodeId>,
 }
 
-/// Cancel flags of tasks queued or running, by (client, job, task).
-type Running = Arc<Mutex<HashMap<(NodeId, JobId, u64), CancelFlag>>>;
+/// A task queued or running: how to stop it and whom to tell.
+struct Placed {
+    cancel: CancelFlag,
+    reply: mpsc::UnboundedSender<Frame>,
+    price: Price,
+}
+
+/// Tasks queued or running, by (client, job, task).
+type Running = Arc<Mutex<HashMap<(NodeId, JobId, u64), Placed>>>;
 
 /// Counters the node reports in its status.
 #[derive(Debug, Default)]
@@ -60,6 +67,8 @@ pub struct ComputeStats {
     pub tasks_refused: AtomicU64,
     /// Tasks stopped by a Cancel frame before they finished.
     pub tasks_cancelled: AtomicU64,
+    /// Tasks stopped because the owner needed the machine (sharing policy).
+    pub tasks_withdrawn: AtomicU64,
     pub bad_frames: AtomicU64,
     /// Bounty earned, in micro-units, per client.
     pub earned: Mutex<BTreeMap<NodeId, Bounty>>,
@@ -77,6 +86,8 @@ pub struct ComputeService {
     /// Clients refused work: their claimed bounty exceeds what the ledger
     /// says they have (DESIGN 4.8).
     refused_clients: Mutex<std::collections::HashSet<NodeId>>,
+    /// False while the sharing policy says the owner needs the machine.
+    available: std::sync::atomic::AtomicBool,
 }
 
 /// A result on its way to an integrator (a node other than the client),
@@ -121,6 +132,7 @@ impl ComputeService {
             running,
             stats,
             refused_clients: Mutex::new(std::collections::HashSet::new()),
+            available: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -144,12 +156,46 @@ impl ComputeService {
     /// Stops every task queued or running for `client` (its connection closed).
     pub fn cancel_all_of(&self, client: NodeId) {
         if let Ok(running) = self.running.lock() {
-            for ((c, _, _), flag) in running.iter() {
+            for ((c, _, _), placed) in running.iter() {
                 if *c == client {
-                    flag.cancel();
+                    placed.cancel.cancel();
                 }
             }
         }
+    }
+
+    /// Opens or closes the node to new tasks (the sharing policy).
+    pub fn set_available(&self, available: bool) {
+        self.available.store(available, Ordering::Relaxed);
+    }
+
+    /// The owner is back: stops every task queued or running and tells
+    /// each client its task was refused as unavailable, so that it places
+    /// the task elsewhere without counting a failure. A task that finished
+    /// meanwhile has its result sent already and the refusal is ignored.
+    /// Returns how many tasks were withdrawn.
+    pub fn withdraw_all(&self) -> usize {
+        let Ok(running) = self.running.lock() else {
+            return 0;
+        };
+        let mut withdrawn = 0;
+        for ((_, job, task), placed) in running.iter() {
+            if placed.cancel.is_cancelled() {
+                continue;
+            }
+            placed.cancel.cancel();
+            withdrawn += 1;
+            let refuse = Message::Refuse {
+                job: *job,
+                task: *task,
+                reason: RefuseReason::Unavailable,
+            };
+            let _ = placed.reply.send(Frame::new(placed.price, refuse));
+        }
+        self.stats
+            .tasks_withdrawn
+            .fetch_add(withdrawn as u64, Ordering::Relaxed);
+        withdrawn
     }
 
     /// Handles a Task or Cancel frame from `client`; answers go to `reply`.
@@ -171,7 +217,10 @@ impl ComputeService {
                     .get("Fuel-Limit")
                     .and_then(|v| v.parse::<u64>().ok());
                 let input = frame.body.map(|b| b.to_bytes()).unwrap_or_default();
-                if !self.cfg.sharing || self.cfg.slots == 0 {
+                if !self.cfg.sharing
+                    || self.cfg.slots == 0
+                    || !self.available.load(Ordering::Relaxed)
+                {
                     return refuse(RefuseReason::Unavailable);
                 }
                 let cannot_pay = self
@@ -193,7 +242,12 @@ impl ComputeService {
                 }
                 let cancel = CancelFlag::new();
                 if let Ok(mut running) = self.running.lock() {
-                    running.insert((client, job, task), cancel.clone());
+                    let placed = Placed {
+                        cancel: cancel.clone(),
+                        reply: reply.clone(),
+                        price,
+                    };
+                    running.insert((client, job, task), placed);
                 }
                 self.load.fetch_add(1, Ordering::Relaxed);
                 let work = Work {
@@ -218,7 +272,8 @@ impl ComputeService {
                 let Ok(running) = self.running.lock() else {
                     return;
                 };
-                let cancel = |flag: &CancelFlag| {
+                let cancel = |placed: &Placed| {
+                    let flag = &placed.cancel;
                     if !flag.is_cancelled() {
                         flag.cancel();
                         self.stats.tasks_cancelled.fetch_add(1, Ordering::Relaxed);
@@ -230,7 +285,7 @@ impl ComputeService {
                     None => running
                         .iter()
                         .filter(|((c, j, _), _)| *c == client && *j == job)
-                        .for_each(|(_, flag)| cancel(flag)),
+                        .for_each(|(_, placed)| cancel(placed)),
                 }
             }
             other => {

@@ -32,6 +32,16 @@ pub enum Request {
         #[serde(default)]
         limit: Option<usize>,
     },
+    /// Join requests waiting for the operator (a node with `[ca] dir`).
+    CaPending,
+    /// Sign join request `id` and send the certificate to its joiner.
+    CaApprove { id: String },
+    /// Refuse join request `id`.
+    CaReject {
+        id: String,
+        #[serde(default)]
+        reason: Option<String>,
+    },
 }
 
 /// A request on its way to the node driver, with where replies go.

@@ -11,9 +11,11 @@ pub mod client;
 pub mod compute;
 pub mod control;
 pub mod integrator;
+pub mod join;
 pub mod links;
 pub mod node;
 pub mod power;
+pub mod sharing;
 
 /// A node that could not start or run.
 #[derive(Debug, thiserror::Error)]

@@ -26,7 +26,9 @@ use crate::client::Client;
 use crate::compute::{ComputeConfig, ComputeService};
 use crate::control::{self, ControlRequest, Request};
 use crate::integrator::{self, Integrator};
+use crate::join::JoinService;
 use crate::links::{self, NetEvent};
+use crate::sharing::Sharing;
 use crate::{beacon_socket, power, NodeError};
 
 /// The software name and version sent in Hand beacons.
@@ -71,7 +73,7 @@ pub async fn run(
 }
 
 async fn run_inner(
-    cfg: NodeConfig,
+    mut cfg: NodeConfig,
     registry: Arc<Registry>,
     identity: Identity,
     shutdown: CancellationToken,
@@ -82,6 +84,10 @@ async fn run_inner(
             .await
             .map_err(|e| NodeError::Startup(format!("self-benchmark: {e}")))?;
     let offered = power::offered_mflops(measured, cfg.share.max_mflops);
+    // The owner's cpu_share_percent scales what this node offers.
+    let (slots, offered) =
+        lppsp_core::sharing::apply_share(cfg.share.slots, offered, cfg.sharing.cpu_share_percent);
+    cfg.share.slots = slots;
     let arch = Arch::new(std::env::consts::ARCH).map_err(NodeError::Startup)?;
 
     let transport = registry
@@ -118,6 +124,14 @@ async fn run_inner(
     })?;
     let (control_tx, control_rx) = mpsc::channel(64);
     tokio::spawn(control::serve(control_listener, control_tx, shutdown.clone()).in_current_span());
+    let join = match cfg.ca.dir.clone() {
+        Some(dir) => Some(
+            JoinService::start(&cfg.ca, dir, &identity, shutdown.clone())
+                .await
+                .map_err(NodeError::Startup)?,
+        ),
+        None => None,
+    };
 
     let executor = registry
         .executor(&cfg.executor)
@@ -199,6 +213,7 @@ async fn run_inner(
         "node started"
     );
 
+    let sharing = Sharing::new(&cfg.sharing);
     let mut driver = Driver {
         book: Book::new(BookConfig {
             me: id,
@@ -232,6 +247,8 @@ async fn run_inner(
         relay_tx,
         accounts,
         receipts_waiting: Vec::new(),
+        join,
+        sharing,
     };
     driver
         .run(control_rx, net_rx, relay_rx, stored_rx, shutdown)
@@ -270,6 +287,10 @@ struct Driver {
     accounts: Accounts,
     /// Receipts whose payer is not in the book yet.
     receipts_waiting: Vec<(lppsp_ledger::Receipt, Option<links::Outbox>)>,
+    /// The join listener, on a node that holds the community CA.
+    join: Option<Arc<JoinService>>,
+    /// Whether the owner lets this node compute now.
+    sharing: Sharing,
 }
 
 /// Receipts held for payers not yet in the book, at most.
@@ -482,9 +503,10 @@ impl Driver {
 
     async fn on_tick(&mut self) {
         self.ticks += 1;
+        self.check_sharing();
         self.send_hand().await;
         let load = self.compute.as_ref().map(|c| c.load()).unwrap_or(0);
-        let idle = load == 0;
+        let idle = load == 0 && self.sharing.is_available();
         // The Queue header counts every task waiting here: running or
         // queued on this node's slots, and this node's jobs' tasks not yet
         // placed, so that every node computes the same pool pressure.
@@ -513,6 +535,23 @@ impl Driver {
             .expire_waiting(now, expiry.saturating_mul(4));
     }
 
+    /// Applies a change of the sharing policy's verdict: when the owner
+    /// is back, running tasks go back to their clients to be placed
+    /// elsewhere and no new ones are taken.
+    fn check_sharing(&mut self) {
+        let Some(state) = self.sharing.tick() else {
+            return;
+        };
+        let available = state.is_available();
+        if let Some(c) = &self.compute {
+            c.set_available(available);
+            if !available {
+                let n = c.withdraw_all();
+                info!(tasks = n, "sharing: tasks withdrawn for the owner");
+            }
+        }
+    }
+
     fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         self.seq
@@ -532,11 +571,13 @@ impl Driver {
                 let c = self.market.committed();
                 (c.epoch, c.proposer)
             }),
-            slots: hand.then_some(if self.cfg.node.role.computes() {
-                self.cfg.share.slots
-            } else {
-                0
-            }),
+            slots: hand.then_some(
+                if self.cfg.node.role.computes() && self.sharing.is_available() {
+                    self.cfg.share.slots
+                } else {
+                    0
+                },
+            ),
         };
         let datagram = beacon::build(self.market.price(), message, &headers, |m| {
             self.identity.sign(m)
@@ -561,7 +602,7 @@ impl Driver {
     }
 
     async fn send_idle(&mut self) {
-        let idle = self.idle && self.cfg.node.role.computes();
+        let idle = self.idle && self.cfg.node.role.computes() && self.sharing.is_available();
         self.broadcast(Message::Idle { idle }, false).await;
     }
 
@@ -802,6 +843,10 @@ impl Driver {
                     .send(json!({"grant": self.accounts.grant().to_string(), "balances": balances, "receipts": receipts}))
                     .await;
             }
+            Request::CaPending | Request::CaApprove { .. } | Request::CaReject { .. } => {
+                let answer = JoinService::on_control(self.join.as_deref(), &req.request);
+                let _ = req.reply.send(answer).await;
+            }
             Request::Submit(submit) => {
                 if !self.cfg.node.role.submits() {
                     let _ = req.reply.send(json!({"event": "rejected", "error": "this node's role does not submit jobs"})).await;
@@ -873,6 +918,7 @@ impl Driver {
                     "tasks_failed": c.stats.tasks_failed.load(Relaxed),
                     "tasks_refused": c.stats.tasks_refused.load(Relaxed),
                     "tasks_cancelled": c.stats.tasks_cancelled.load(Relaxed),
+                    "tasks_withdrawn": c.stats.tasks_withdrawn.load(Relaxed),
                     "bad_frames": c.stats.bad_frames.load(Relaxed),
                 })
             }),
@@ -880,6 +926,8 @@ impl Driver {
             "integrator": { "jobs": self.integrator.held().0, "bytes": self.integrator.held().1 },
             "peers": peers,
             "dropped_beacons": drops,
+            "sharing": self.sharing.status(),
+            "join": self.join.as_ref().map(|j| json!({"listen": j.local_addr().to_string(), "pending": j.pending().len()})),
         })
     }
 }

@@ -1,10 +1,12 @@
 //! `lppsp ca`: the community certificate authority.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
+use lppsp_runtime::control::Request;
 
 #[derive(Subcommand)]
 pub enum CaCommand {
@@ -26,6 +28,31 @@ pub enum CaCommand {
         #[arg(long, default_value = ".")]
         out: PathBuf,
     },
+    /// List join requests waiting at the local CA-holding node (`lppsp join`).
+    Pending {
+        /// The node's control endpoint.
+        #[arg(long, default_value = "127.0.0.1:47102")]
+        control: SocketAddr,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve join request ID: sign its certificate and send it to the
+    /// joiner. First check that its code is the one the joiner shows.
+    Approve {
+        id: String,
+        #[arg(long, default_value = "127.0.0.1:47102")]
+        control: SocketAddr,
+    },
+    /// Reject join request ID; the joiner is told.
+    Reject {
+        id: String,
+        /// Why, shown to the joiner.
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long, default_value = "127.0.0.1:47102")]
+        control: SocketAddr,
+    },
 }
 
 pub fn run(cmd: CaCommand) -> anyhow::Result<ExitCode> {
@@ -43,6 +70,67 @@ pub fn run(cmd: CaCommand) -> anyhow::Result<ExitCode> {
                 out.join(format!("{name}.pem")).display(),
                 out.join(format!("{name}.key")).display()
             );
+        }
+        CaCommand::Pending { control, json } => {
+            let reply = super::ask_node(control, &Request::CaPending, "pending list")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reply)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let empty = Vec::new();
+            let list = reply["pending"].as_array().unwrap_or(&empty);
+            if list.is_empty() {
+                println!("no join requests waiting");
+            } else {
+                println!(
+                    "{:<4}  {:<20}  {:<16}  {:<21}  {:<20}  {:>7}  CODE",
+                    "ID", "NAME", "NODE", "FROM", "REQUESTED (UTC)", "EXPIRES"
+                );
+            }
+            for p in list {
+                let field = |k: &str| p[k].as_str().unwrap_or("-").to_string();
+                let at = p["requested_at"]
+                    .as_u64()
+                    .map(|s| {
+                        httpdate::fmt_http_date(
+                            std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
+                        )
+                    })
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "{:<4}  {:<20}  {:<16}  {:<21}  {:<20}  {:>6}s  {}",
+                    field("id"),
+                    field("name"),
+                    field("node"),
+                    field("source"),
+                    at.get(5..25).unwrap_or(&at),
+                    p["expires_in_s"].as_u64().unwrap_or(0),
+                    field("code")
+                );
+            }
+        }
+        CaCommand::Approve { id, control } => {
+            let reply = super::ask_node(control, &Request::CaApprove { id: id.clone() }, "answer")?;
+            println!(
+                "approved request {id}: {} is node {}",
+                reply["name"].as_str().unwrap_or("-"),
+                reply["node"].as_str().unwrap_or("-")
+            );
+        }
+        CaCommand::Reject {
+            id,
+            reason,
+            control,
+        } => {
+            super::ask_node(
+                control,
+                &Request::CaReject {
+                    id: id.clone(),
+                    reason,
+                },
+                "answer",
+            )?;
+            println!("rejected request {id}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod frame;
+pub mod join;
 pub mod ledger;
 pub mod node;
 pub mod plugin;

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 pub struct NodeArgs {
     /// The node's config file (TOML; see docs/config.md).
     #[arg(long, short)]
-    config: PathBuf,
+    pub config: PathBuf,
 }
 
 pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {

@@ -63,6 +63,13 @@ fn print_status(st: &serde_json::Value) {
         s(b, "unsettled"),
         s(&st["ledger"], "receipts")
     );
+    let sh = &st["sharing"];
+    if sh["policy"].as_bool() == Some(true) {
+        match sh["available"].as_bool() {
+            Some(false) => println!("sharing: unavailable ({})", s(sh, "reason")),
+            _ => println!("sharing: available"),
+        }
+    }
     let empty = Vec::new();
     let peers = st["peers"].as_array().unwrap_or(&empty);
     println!("\n{} peers", peers.len());

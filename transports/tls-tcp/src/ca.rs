@@ -60,7 +60,7 @@ pub enum CaError {
     Generate(#[from] rcgen::Error),
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CaError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CaError + '_ {
     move |source| CaError::Io {
         path: path.to_path_buf(),
         source,
@@ -120,31 +120,63 @@ pub fn issue(ca_dir: &Path, node_name: &str, out_dir: &Path) -> Result<NodeId, C
     let key_path = out_dir.join(format!("{node_name}.key"));
     refuse_existing(&[&cert_path, &key_path])?;
 
-    let ca_cert_path = ca_dir.join(CA_CERT_FILE);
-    let ca_key_path = ca_dir.join(CA_KEY_FILE);
-    let ca_cert_pem = fs::read_to_string(&ca_cert_path).map_err(io_err(&ca_cert_path))?;
-    let ca_key_pem = fs::read_to_string(&ca_key_path).map_err(io_err(&ca_key_path))?;
-    let ca_params =
-        CertificateParams::from_ca_cert_pem(&ca_cert_pem).map_err(|e| CaError::Parse {
-            path: ca_cert_path.clone(),
-            reason: format!("not a CA certificate: {e}"),
-        })?;
-    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|e| CaError::Parse {
-        path: ca_key_path.clone(),
-        reason: format!("not a private key: {e}"),
-    })?;
-    if ca_key.public_key_der() != spki_of_pem_cert(&ca_cert_pem, &ca_cert_path)? {
-        return Err(CaError::Parse {
-            path: ca_key_path,
-            reason: format!("this key does not belong to {}", ca_cert_path.display()),
-        });
-    }
-    let ca_not_after = ca_params.not_after;
-    // Rebuilding the CA certificate from its own fields and key gives the
-    // issuer name and key identifier that the node certificate refers to.
-    let ca = ca_params.self_signed(&ca_key)?;
-
+    let ca = LoadedCa::load(ca_dir)?;
     let key = KeyPair::generate_for(&PKCS_ED25519)?;
+    let cert = node_params(node_name, ca.not_after)?.signed_by(&key, &ca.cert, &ca.key)?;
+
+    let node = NodeId::from_public_key_der(&key.public_key_der());
+    fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
+    write_pair(&cert_path, cert.pem(), &key_path, key.serialize_pem())?;
+    tracing::info!(cert = %cert_path.display(), %node, name = node_name, "issued node certificate");
+    Ok(node)
+}
+
+/// The community CA, read back from its folder to sign with.
+pub(crate) struct LoadedCa {
+    pub cert: rcgen::Certificate,
+    pub key: KeyPair,
+    pub not_after: OffsetDateTime,
+}
+
+impl LoadedCa {
+    /// Reads ca.pem and ca.key from `ca_dir` and checks that they belong together.
+    pub(crate) fn load(ca_dir: &Path) -> Result<Self, CaError> {
+        let ca_cert_path = ca_dir.join(CA_CERT_FILE);
+        let ca_key_path = ca_dir.join(CA_KEY_FILE);
+        let ca_cert_pem = fs::read_to_string(&ca_cert_path).map_err(io_err(&ca_cert_path))?;
+        let ca_key_pem = fs::read_to_string(&ca_key_path).map_err(io_err(&ca_key_path))?;
+        let ca_params =
+            CertificateParams::from_ca_cert_pem(&ca_cert_pem).map_err(|e| CaError::Parse {
+                path: ca_cert_path.clone(),
+                reason: format!("not a CA certificate: {e}"),
+            })?;
+        let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|e| CaError::Parse {
+            path: ca_key_path.clone(),
+            reason: format!("not a private key: {e}"),
+        })?;
+        if ca_key.public_key_der() != spki_of_pem_cert(&ca_cert_pem, &ca_cert_path)? {
+            return Err(CaError::Parse {
+                path: ca_key_path,
+                reason: format!("this key does not belong to {}", ca_cert_path.display()),
+            });
+        }
+        let not_after = ca_params.not_after;
+        // Rebuilding the CA certificate from its own fields and key gives the
+        // issuer name and key identifier that the node certificate refers to.
+        let cert = ca_params.self_signed(&ca_key)?;
+        Ok(Self {
+            cert,
+            key: ca_key,
+            not_after,
+        })
+    }
+}
+
+/// The fields of a node certificate named `node_name`.
+pub(crate) fn node_params(
+    node_name: &str,
+    ca_not_after: OffsetDateTime,
+) -> Result<CertificateParams, CaError> {
     let now = OffsetDateTime::now_utc();
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -160,13 +192,7 @@ pub fn issue(ca_dir: &Path, node_name: &str, out_dir: &Path) -> Result<NodeId, C
     ];
     params.not_before = now - BACKDATE;
     params.not_after = (now + Duration::days(NODE_VALIDITY_DAYS)).min(ca_not_after);
-    let cert = params.signed_by(&key, &ca, &ca_key)?;
-
-    let node = NodeId::from_public_key_der(&key.public_key_der());
-    fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
-    write_pair(&cert_path, cert.pem(), &key_path, key.serialize_pem())?;
-    tracing::info!(cert = %cert_path.display(), %node, name = node_name, "issued node certificate");
-    Ok(node)
+    Ok(params)
 }
 
 fn spki_of_pem_cert(pem: &str, path: &Path) -> Result<Vec<u8>, CaError> {
@@ -201,7 +227,7 @@ fn check_community_name(name: &str) -> Result<(), CaError> {
 }
 
 /// Node names become file names and the certificate's common name.
-fn check_node_name(name: &str) -> Result<(), CaError> {
+pub fn check_node_name(name: &str) -> Result<(), CaError> {
     let bad = |reason| CaError::BadName {
         what: "node name",
         name: name.to_string(),
@@ -222,7 +248,7 @@ fn check_node_name(name: &str) -> Result<(), CaError> {
     Ok(())
 }
 
-fn refuse_existing(paths: &[&Path]) -> Result<(), CaError> {
+pub(crate) fn refuse_existing(paths: &[&Path]) -> Result<(), CaError> {
     for p in paths {
         // symlink_metadata: a dangling symlink is "existing" too.
         if fs::symlink_metadata(p).is_ok() {
@@ -252,7 +278,7 @@ fn write_pair(
     Ok(())
 }
 
-fn write_new(path: &Path, data: &[u8], secret: bool) -> Result<(), CaError> {
+pub(crate) fn write_new(path: &Path, data: &[u8], secret: bool) -> Result<(), CaError> {
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]

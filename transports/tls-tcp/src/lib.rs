@@ -7,13 +7,16 @@
 //!   and check other nodes' certificates and signatures against the CA
 //!   (what the runtime uses for UDP beacons);
 //! - [`transport`]: the `tls-tcp` [`Transport`](lppsp_core::component::Transport);
-//! - [`framing`]: LPPSP frames over any async byte stream.
+//! - [`framing`]: LPPSP frames over any async byte stream;
+//! - [`join`]: certificate requests, their signing and the verification
+//!   code of `lppsp join`.
 
 #![forbid(unsafe_code)]
 
 pub mod ca;
 pub mod framing;
 pub mod identity;
+pub mod join;
 pub mod transport;
 
 pub use ca::{init_ca, issue, CaError, SERVER_NAME};
