@@ -54,7 +54,10 @@ fn run_chromium(browser: &Path, profile: &Path, args: &[&str], url: &str) -> Str
             "--no-first-run",
             "--hide-scrollbars",
         ])
-        .arg(format!("--user-data-dir={}", profile.join("profile").display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            profile.join("profile").display()
+        ))
         .args(args)
         .arg(url)
         .stdin(Stdio::null())
@@ -112,10 +115,22 @@ fn the_page_in_a_browser_lists_the_peers_and_the_price() {
     let control = procs[0].ports.control_addr().to_string();
     let out = Command::new(bin())
         .args(["submit", "--json", "--control", &control])
-        .args(["--kernel", "w2-monte-carlo-pi", "--range", "0..12"])
+        .args([
+            "--kernel",
+            "w2-monte-carlo-pi",
+            "--range",
+            "0..12",
+            "--extra",
+            "20000",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let price = procs[0].status()["market"]["price"]
         .as_str()
@@ -130,7 +145,10 @@ fn the_page_in_a_browser_lists_the_peers_and_the_price() {
         &url,
     );
     for id in &others {
-        assert!(dom.contains(id.as_str()), "peer {id} not on the page:\n{dom}");
+        assert!(
+            dom.contains(id.as_str()),
+            "peer {id} not on the page:\n{dom}"
+        );
     }
     assert!(
         dom.contains(&format!("id=\"price\">{price}<")),
@@ -161,8 +179,9 @@ fn the_page_in_a_browser_lists_the_peers_and_the_price() {
 /// The metric names docs/dashboard.md lists (each written `lppsp_...`
 /// in its metrics section).
 fn documented_metrics() -> Vec<String> {
-    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.md"))
-        .expect("docs/dashboard.md");
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.md"))
+            .expect("docs/dashboard.md");
     let section = doc.split("## Metrics").nth(1).expect("a Metrics section");
     let mut names: Vec<String> = section
         .split('`')
@@ -223,11 +242,34 @@ fn metrics_serve_every_documented_name() {
     let (code, history) = http_get(addr, "/api/history").unwrap();
     assert_eq!(code, 200);
     let history: serde_json::Value = serde_json::from_str(&history).unwrap();
-    assert!(!history["samples"].as_array().unwrap().is_empty(), "{history}");
+    assert!(
+        !history["samples"].as_array().unwrap().is_empty(),
+        "{history}"
+    );
     let (code, ledger) = http_get(addr, "/api/ledger").unwrap();
     assert_eq!(code, 200);
     let ledger: serde_json::Value = serde_json::from_str(&ledger).unwrap();
     assert!(ledger["receipts"].is_array(), "{ledger}");
+    let event = first_event(addr);
+    assert!(event.contains("event: status"), "{event}");
+    assert!(event.contains("\"peers\""), "{event}");
+}
+
+/// Reads `/api/events` until its first event has arrived.
+fn first_event(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /api/events HTTP/1.0\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\n\n") || got.len() < 200 {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
 }
 
 #[test]

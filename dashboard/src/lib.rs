@@ -7,7 +7,9 @@
 //! in-process control channel `lppsp status` uses: the driver answers
 //! between two events, so the dashboard never holds it up, and however
 //! many browsers or scrapers are connected the driver is asked once per
-//! tick. The endpoints are documented in docs/dashboard.md.
+//! tick. The page polls once per tick; `/api/events` streams the same
+//! snapshots as server-sent events for other tools. The endpoints are
+//! documented in docs/dashboard.md.
 
 mod metrics;
 
@@ -181,11 +183,8 @@ async fn sample(
 async fn ask(shared: &Shared, request: Request) -> Option<serde_json::Value> {
     let wait = shared.tick.saturating_mul(5).max(Duration::from_secs(2));
     let (reply, mut replies) = mpsc::channel(1);
-    let asked = tokio::time::timeout(
-        wait,
-        shared.control.send(ControlRequest { request, reply }),
-    )
-    .await;
+    let asked =
+        tokio::time::timeout(wait, shared.control.send(ControlRequest { request, reply })).await;
     if !matches!(asked, Ok(Ok(()))) {
         debug!("the node did not take the dashboard's request");
         return None;
@@ -228,11 +227,18 @@ async fn status(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-async fn history(State(shared): State<Arc<Shared>>) -> Response {
+#[derive(Deserialize)]
+struct HistoryQuery {
+    /// Only samples taken after this wall-clock time, ms since the epoch.
+    since: Option<u64>,
+}
+
+async fn history(State(shared): State<Arc<Shared>>, Query(q): Query<HistoryQuery>) -> Response {
+    let since = q.since.unwrap_or(0);
     let samples: Vec<Sample> = shared
         .history
         .lock()
-        .map(|h| h.iter().copied().collect())
+        .map(|h| h.iter().filter(|s| s.t_ms > since).copied().collect())
         .unwrap_or_default();
     Json(json!({
         "tick_ms": shared.tick.as_millis() as u64,
@@ -272,7 +278,8 @@ async fn ledger(State(shared): State<Arc<Shared>>, Query(q): Query<LedgerQuery>)
 }
 
 /// Server-sent events: one `status` event per tick with the status and
-/// its chart sample.
+/// its chart sample. The page polls instead: a stream that never ends
+/// keeps headless browsers (and some proxies) waiting forever.
 async fn events(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     let stream = WatchStream::new(shared.latest.clone()).filter_map(|snapshot| {
         let s = snapshot?;
