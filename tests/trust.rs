@@ -42,6 +42,7 @@ fn replayed_forged_and_unsigned_beacons_are_dropped_and_counted() {
         tls: 1,
         beacon: spy_port,
         control: 1,
+        dashboard: 1,
     };
     let dir = community.dir.path();
     let ca = community.ca_dir();

@@ -79,6 +79,7 @@ pub struct NodeConfig {
     pub share: ShareSection,
     pub market: MarketSection,
     pub control: ControlSection,
+    pub dashboard: DashboardSection,
     pub limits: Limits,
     pub transport: ComponentSection,
     pub scheduler: ComponentSection,
@@ -281,6 +282,27 @@ impl Default for CaSection {
             pending_expiry_s: 900,
             requests_per_minute: 6,
             max_request_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// The web dashboard and Prometheus `/metrics` (docs/dashboard.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardSection {
+    /// Serve the dashboard; `false` turns it off.
+    pub enabled: bool,
+    /// HTTP endpoint of the dashboard and `/metrics`. Not authenticated:
+    /// keep it on loopback. When the address is taken, the node logs an
+    /// error naming this key and runs without a dashboard.
+    pub listen: SocketAddr,
+}
+
+impl Default for DashboardSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 47180)),
         }
     }
 }

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use lppsp_core::config::{
-    ConfigError, ControlSection, Discovery, MarketSection, NetworkSection, NodeConfig, Role,
-    ShareSection,
+    ConfigError, ControlSection, DashboardSection, Discovery, MarketSection, NetworkSection,
+    NodeConfig, Role, ShareSection,
 };
 use lppsp_core::wire::Limits;
 use lppsp_core::{Bounty, Price};
@@ -77,6 +77,7 @@ fn assert_default_sections(cfg: &NodeConfig) {
     assert_eq!(cfg.share, ShareSection::default());
     assert_eq!(cfg.market, MarketSection::default());
     assert_eq!(cfg.control, ControlSection::default());
+    assert_eq!(cfg.dashboard, DashboardSection::default());
     assert_eq!(cfg.limits, Limits::default());
     assert_eq!(cfg.sharing, lppsp_core::sharing::SharingSection::default());
     assert_eq!(cfg.ca, lppsp_core::config::CaSection::default());
@@ -113,6 +114,8 @@ fn empty_file_gives_all_defaults() {
     assert_eq!(cfg.market.initial_price, "1".parse::<Price>().unwrap());
     assert_eq!(cfg.market.grant, "1000000".parse::<Bounty>().unwrap());
     assert_eq!(cfg.control.listen, "127.0.0.1:47102".parse().unwrap());
+    assert!(cfg.dashboard.enabled);
+    assert_eq!(cfg.dashboard.listen, "127.0.0.1:47180".parse().unwrap());
 }
 
 #[test]
@@ -231,6 +234,10 @@ grant = 5000
 [control]
 listen = "127.0.0.1:48102"
 
+[dashboard]
+enabled = false
+listen = "127.0.0.1:48180"
+
 [limits]
 max_line = 4096
 max_headers = 16
@@ -280,6 +287,8 @@ kind = "builtin"
     assert_eq!(cfg.market.initial_price, Price::from_micros(250_000));
     assert_eq!(cfg.market.grant, Bounty::from_units(5000).unwrap());
     assert_eq!(cfg.control.listen, "127.0.0.1:48102".parse().unwrap());
+    assert!(!cfg.dashboard.enabled);
+    assert_eq!(cfg.dashboard.listen, "127.0.0.1:48180".parse().unwrap());
     assert_eq!(
         cfg.limits,
         Limits {

@@ -2,7 +2,7 @@
 //! placed by the configured scheduler onto peers from the book, tracked by
 //! the core job state machine, and integrated with the executor's reduce.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -219,7 +219,12 @@ pub struct Client {
     metered: Vec<Metered>,
     /// A job ended since the driver last asked: time to settle.
     job_ended: bool,
+    /// The latest finished jobs, newest last, for status (bounded).
+    finished: VecDeque<serde_json::Value>,
 }
+
+/// Finished jobs kept for status.
+const FINISHED_KEPT: usize = 20;
 
 /// One task's charge, for the node's accounts.
 #[derive(Debug, Clone, Copy)]
@@ -255,6 +260,7 @@ impl Client {
             spent: Bounty::ZERO,
             metered: Vec::new(),
             job_ended: false,
+            finished: VecDeque::new(),
         }
     }
 
@@ -270,6 +276,20 @@ impl Client {
     /// Whether a job ended since the last call.
     pub fn take_job_ended(&mut self) -> bool {
         std::mem::take(&mut self.job_ended)
+    }
+
+    /// Running jobs, then the latest finished ones: progress (done of
+    /// total, spent), placements per node, elapsed time.
+    pub fn jobs_status(&self) -> Vec<serde_json::Value> {
+        let running = self.jobs.iter().map(|(id, j)| {
+            job_summary(
+                *id,
+                &j.tracker,
+                "running",
+                j.started.elapsed().as_secs_f64(),
+            )
+        });
+        running.chain(self.finished.iter().cloned()).collect()
     }
 
     /// Tasks of this client's jobs not yet placed (demand the compute
@@ -694,6 +714,15 @@ impl Client {
                     .map(|(n, t)| (n.to_string(), serde_json::to_value(t).unwrap_or_default()))
                     .collect();
                 let elapsed = job.started.elapsed().as_secs_f64();
+                let state = match &outcome {
+                    JobOutcome::Failed(_) => "failed",
+                    _ => "done",
+                };
+                if self.finished.len() >= FINISHED_KEPT {
+                    self.finished.pop_front();
+                }
+                self.finished
+                    .push_back(job_summary(id, &job.tracker, state, elapsed));
                 let kernel = job.tracker.spec().kernel.clone();
                 let v = match outcome {
                     JobOutcome::Integrated(result) => {
@@ -731,6 +760,23 @@ impl Client {
             }
         }
     }
+}
+
+/// One job as status shows it.
+fn job_summary(id: JobId, tracker: &JobTracker, state: &str, elapsed_s: f64) -> serde_json::Value {
+    let placements: BTreeMap<String, serde_json::Value> = tracker
+        .tallies()
+        .iter()
+        .map(|(n, t)| (n.to_string(), serde_json::to_value(t).unwrap_or_default()))
+        .collect();
+    json!({
+        "job": id.to_string(),
+        "kernel": tracker.spec().kernel.to_string(),
+        "state": state,
+        "progress": tracker.progress(),
+        "placements": placements,
+        "elapsed_s": elapsed_s,
+    })
 }
 
 fn hex_short(b: &[u8]) -> String {

@@ -64,10 +64,29 @@ pub async fn run(
     registry: Arc<Registry>,
     shutdown: CancellationToken,
 ) -> Result<(), NodeError> {
+    let (control_tx, control_rx) = control_channel();
+    run_with_control(cfg, registry, shutdown, control_tx, control_rx).await
+}
+
+/// The channel control requests reach the driver on; in-process users
+/// (the dashboard) keep a sender clone and ask as `lppsp status` does.
+pub fn control_channel() -> (mpsc::Sender<ControlRequest>, mpsc::Receiver<ControlRequest>) {
+    mpsc::channel(64)
+}
+
+/// As [`run`], serving control requests from `control_rx` as well as
+/// from the control endpoint.
+pub async fn run_with_control(
+    cfg: NodeConfig,
+    registry: Arc<Registry>,
+    shutdown: CancellationToken,
+    control_tx: mpsc::Sender<ControlRequest>,
+    control_rx: mpsc::Receiver<ControlRequest>,
+) -> Result<(), NodeError> {
     let identity = Identity::load(&cfg.identity).map_err(|e| NodeError::Identity(e.to_string()))?;
     let id = identity.node_id();
     let span = tracing::info_span!("node", id = %id, name = %cfg.node.name);
-    run_inner(cfg, registry, identity, shutdown)
+    run_inner(cfg, registry, identity, shutdown, control_tx, control_rx)
         .instrument(span)
         .await
 }
@@ -77,6 +96,8 @@ async fn run_inner(
     registry: Arc<Registry>,
     identity: Identity,
     shutdown: CancellationToken,
+    control_tx: mpsc::Sender<ControlRequest>,
+    control_rx: mpsc::Receiver<ControlRequest>,
 ) -> Result<(), NodeError> {
     let id = identity.node_id();
     let measured =
@@ -122,7 +143,6 @@ async fn run_inner(
     let control_listener = TcpListener::bind(cfg.control.listen).await.map_err(|e| {
         NodeError::Startup(format!("control endpoint on {}: {e}", cfg.control.listen))
     })?;
-    let (control_tx, control_rx) = mpsc::channel(64);
     tokio::spawn(control::serve(control_listener, control_tx, shutdown.clone()).in_current_span());
     let join = match cfg.ca.dir.clone() {
         Some(dir) => Some(
@@ -922,12 +942,17 @@ impl Driver {
                     "bad_frames": c.stats.bad_frames.load(Relaxed),
                 })
             }),
-            "jobs": { "active": self.client.active_jobs(), "tasks_in_pool": self.client.in_pool() },
+            "jobs": {
+                "active": self.client.active_jobs(),
+                "tasks_in_pool": self.client.in_pool(),
+                "list": self.client.jobs_status(),
+            },
             "integrator": { "jobs": self.integrator.held().0, "bytes": self.integrator.held().1 },
             "peers": peers,
             "dropped_beacons": drops,
             "sharing": self.sharing.status(),
             "join": self.join.as_ref().map(|j| json!({"listen": j.local_addr().to_string(), "pending": j.pending().len()})),
+            "connections_refused": self.transport.refused_connections(),
         })
     }
 }

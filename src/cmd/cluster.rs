@@ -23,6 +23,8 @@ pub struct Node {
     pub tls: u16,
     /// Its control endpoint.
     pub control: SocketAddr,
+    /// Its web dashboard (docs/dashboard.md).
+    pub dashboard: SocketAddr,
     child: Child,
 }
 
@@ -136,6 +138,7 @@ fn write_config(
     tls: u16,
     beacon: u16,
     control: u16,
+    dashboard: u16,
     peers: &[u16],
     extra: &str,
 ) -> anyhow::Result<PathBuf> {
@@ -144,7 +147,8 @@ fn write_config(
         "[node]\nname = \"{name}\"\nrole = \"{role}\"\ndata_dir = \"{name}-data\"\n\n\
          [identity]\nca_cert = \"ca/ca.pem\"\ncert = \"{name}.pem\"\nkey = \"{name}.key\"\n\n\
          [network]\nlisten = \"127.0.0.1:{tls}\"\nbeacon_listen = \"127.0.0.1:{beacon}\"\n\
-         discovery = \"static\"\nstatic_peers = [{}]\n\n[control]\nlisten = \"127.0.0.1:{control}\"\n\n{extra}",
+         discovery = \"static\"\nstatic_peers = [{}]\n\n[control]\nlisten = \"127.0.0.1:{control}\"\n\n\
+         [dashboard]\nlisten = \"127.0.0.1:{dashboard}\"\n\n{extra}",
         peers.join(", ")
     );
     let path = dir.join(format!("{name}.toml"));
@@ -176,7 +180,12 @@ impl Cluster {
         names.extend((1..=compute_nodes).map(|i| format!("compute-{i}")));
         let mut ports = Vec::new();
         for _ in &names {
-            ports.push((free_port_tcp()?, free_port_udp()?, free_port_tcp()?));
+            ports.push((
+                free_port_tcp()?,
+                free_port_udp()?,
+                free_port_tcp()?,
+                free_port_tcp()?,
+            ));
         }
         let mut cluster = Cluster {
             nodes: Vec::new(),
@@ -193,8 +202,10 @@ impl Cluster {
                 .map(|(_, p)| p.1)
                 .collect();
             let role = if i == 0 { "client" } else { "compute" };
-            let (tls, beacon, control) = ports[i];
-            let cfg = write_config(dir, name, role, tls, beacon, control, &peers, extra)?;
+            let (tls, beacon, control, dashboard) = ports[i];
+            let cfg = write_config(
+                dir, name, role, tls, beacon, control, dashboard, &peers, extra,
+            )?;
             let log_path = dir.join(format!("{name}.log"));
             let log = std::fs::File::create(&log_path)
                 .with_context(|| format!("creating {}", log_path.display()))?;
@@ -211,6 +222,7 @@ impl Cluster {
                 id: id.to_string(),
                 tls,
                 control: SocketAddr::from(([127, 0, 0, 1], control)),
+                dashboard: SocketAddr::from(([127, 0, 0, 1], dashboard)),
                 child,
             });
         }

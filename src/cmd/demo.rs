@@ -35,8 +35,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     for n in &cluster.nodes {
         println!(
-            "  started {:<10} node id {}  tls 127.0.0.1:{}",
-            n.name, n.id, n.tls
+            "  started {:<10} node id {}  tls 127.0.0.1:{}  dashboard http://{}/",
+            n.name, n.id, n.tls, n.dashboard
         );
     }
 

@@ -29,9 +29,33 @@ pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(async move {
         let shutdown = CancellationToken::new();
         spawn_signal_handler(shutdown.clone());
-        lppsp_runtime::node::run(cfg, registry, shutdown).await
+        let (control_tx, control_rx) = lppsp_runtime::node::control_channel();
+        if cfg.dashboard.enabled {
+            start_dashboard(&cfg, &args.config, control_tx.clone(), shutdown.clone()).await;
+        }
+        lppsp_runtime::node::run_with_control(cfg, registry, shutdown, control_tx, control_rx).await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the dashboard (docs/dashboard.md). It is a view, not part of
+/// sharing: when its address is taken the node says why and runs without it.
+async fn start_dashboard(
+    cfg: &NodeConfig,
+    file: &std::path::Path,
+    control: tokio::sync::mpsc::Sender<lppsp_runtime::control::ControlRequest>,
+    shutdown: CancellationToken,
+) {
+    match lppsp_dashboard::bind(cfg.dashboard.listen).await {
+        Ok(listener) => {
+            let tick = std::time::Duration::from_millis(cfg.network.tick_ms);
+            tokio::spawn(lppsp_dashboard::serve(listener, control, tick, shutdown));
+        }
+        Err(e) => tracing::error!(
+            "{}: {e}; running without the dashboard (set another dashboard.listen, or dashboard.enabled = false)",
+            file.display()
+        ),
+    }
 }
 
 /// SIGINT and SIGTERM stop the node gracefully (it sends Leave first).

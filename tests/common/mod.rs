@@ -88,6 +88,8 @@ pub struct Ports {
     pub tls: u16,
     pub beacon: u16,
     pub control: u16,
+    /// The web dashboard and `/metrics` (HTTP on 127.0.0.1).
+    pub dashboard: u16,
 }
 
 impl Ports {
@@ -96,10 +98,14 @@ impl Ports {
             tls: free_tcp_port(),
             beacon: free_udp_port(),
             control: free_tcp_port(),
+            dashboard: free_tcp_port(),
         }
     }
     pub fn control_addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.control))
+    }
+    pub fn dashboard_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.dashboard))
     }
 }
 
@@ -137,11 +143,15 @@ static_peers = [{peers}]
 
 [control]
 listen = "127.0.0.1:{control}"
+
+[dashboard]
+listen = "127.0.0.1:{dashboard}"
 "#,
         ca = ca_dir.join("ca.pem").display(),
         tls = ports.tls,
         beacon = ports.beacon,
         control = ports.control,
+        dashboard = ports.dashboard,
         peers = peer_list.join(", "),
     );
     let path = dir.join(format!("{name}.toml"));
@@ -316,6 +326,26 @@ pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<Durati
         }
         std::thread::sleep(Duration::from_millis(25));
     }
+}
+
+/// `GET path` on `addr` over plain HTTP/1.0 (so the body is never
+/// chunked and ends with the connection); the status code and body,
+/// `None` when the server cannot be reached.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
 }
 
 /// Sends one control request line and returns the reply lines.

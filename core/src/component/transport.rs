@@ -80,4 +80,9 @@ pub trait Transport: Send + Sync {
         &self,
         addr: SocketAddr,
     ) -> BoxFuture<'_, Result<Box<dyn Connection>, TransportError>>;
+    /// Incoming connections refused so far (failed or timed-out
+    /// handshakes, peers not certified by the community CA), for status.
+    fn refused_connections(&self) -> u64 {
+        0
+    }
 }

@@ -386,6 +386,10 @@ impl Transport for TlsTransport {
             Ok(Box::new(conn) as Box<dyn Connection>)
         })
     }
+
+    fn refused_connections(&self) -> u64 {
+        self.refused_handshakes()
+    }
 }
 
 fn peer_identity(

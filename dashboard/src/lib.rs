@@ -1,0 +1,309 @@
+//! lppsp-dashboard: the operator's view of one node over HTTP.
+//!
+//! It serves a single self-contained page (no external assets: LANs
+//! running lppsp often have no internet), the JSON API the page is built
+//! on, and `/metrics` in the Prometheus text format. Every figure comes
+//! from the node's own status, asked for once per tick over the same
+//! in-process control channel `lppsp status` uses: the driver answers
+//! between two events, so the dashboard never holds it up, and however
+//! many browsers or scrapers are connected the driver is asked once per
+//! tick. The page polls once per tick; `/api/events` streams the same
+//! snapshots as server-sent events for other tools. The endpoints are
+//! documented in docs/dashboard.md.
+
+mod metrics;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use lppsp_runtime::control::{ControlRequest, Request};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::WatchStream;
+use tokio_stream::StreamExt as _;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// Samples kept for the charts: an hour at the RFC's one tick per second.
+pub const HISTORY_SAMPLES: usize = 3600;
+
+/// Receipts read from the ledger to pick the most recent from.
+const LEDGER_SCAN: usize = 2000;
+
+/// The page, with its script and style inline.
+const PAGE: &str = include_str!("page.html");
+
+/// A dashboard that could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DashboardError {
+    #[error("key `dashboard.listen`: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// One point of the market charts, taken from one status.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Sample {
+    /// Wall-clock time, ms since the Unix epoch.
+    pub t_ms: u64,
+    /// Committed market price (bounty per MFLOPS per second).
+    pub price: f64,
+    pub epoch: u64,
+    /// Pool pressure: tasks waiting per node; `None` before the first tick.
+    pub pressure: Option<f64>,
+    /// Tasks queued or running in the pool.
+    pub queue: Option<u64>,
+    /// Idle processing power offered in the pool, MFLOPS.
+    pub supply_mflops: Option<u64>,
+    /// Peers in the information book.
+    pub peers: u64,
+}
+
+impl Sample {
+    fn from_status(status: &serde_json::Value, t_ms: u64) -> Self {
+        let market = &status["market"];
+        Sample {
+            t_ms,
+            price: money(&market["price"]),
+            epoch: market["epoch"].as_u64().unwrap_or(0),
+            pressure: market["pressure"].as_f64(),
+            queue: market["demand_tasks"].as_u64(),
+            supply_mflops: market["supply_mflops"].as_u64(),
+            peers: status["peers"].as_array().map_or(0, |p| p.len() as u64),
+        }
+    }
+}
+
+/// A money amount as the status writes it ("1.25"), as a float for
+/// charts and metrics; 0 when absent or malformed.
+pub(crate) fn money(v: &serde_json::Value) -> f64 {
+    v.as_str().and_then(|s| s.parse().ok()).unwrap_or(0.0)
+}
+
+/// The latest status with the sample taken from it.
+#[derive(Debug)]
+struct Snapshot {
+    status: serde_json::Value,
+    sample: Sample,
+}
+
+struct Shared {
+    control: mpsc::Sender<ControlRequest>,
+    latest: watch::Receiver<Option<Arc<Snapshot>>>,
+    history: Mutex<VecDeque<Sample>>,
+    tick: Duration,
+}
+
+/// Binds the dashboard's listener; the error names the config key.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, DashboardError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| DashboardError::Bind { addr, source })
+}
+
+/// Serves the dashboard on `listener` until `shutdown`, asking the node
+/// driver behind `control` for its status every `tick`.
+pub async fn serve(
+    listener: TcpListener,
+    control: mpsc::Sender<ControlRequest>,
+    tick: Duration,
+    shutdown: CancellationToken,
+) {
+    let (latest_tx, latest_rx) = watch::channel(None);
+    let shared = Arc::new(Shared {
+        control,
+        latest: latest_rx,
+        history: Mutex::new(VecDeque::with_capacity(HISTORY_SAMPLES)),
+        tick,
+    });
+    tokio::spawn(sample(shared.clone(), latest_tx, shutdown.clone()));
+    let app = Router::new()
+        .route("/", get(page))
+        .route("/api/status", get(status))
+        .route("/api/history", get(history))
+        .route("/api/ledger", get(ledger))
+        .route("/api/events", get(events))
+        .route("/metrics", get(metrics))
+        .with_state(shared);
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "dashboard at http://{addr}/");
+    }
+    let stopped = shutdown.clone();
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stopped.cancelled().await })
+        .await
+    {
+        warn!(error = %e, "dashboard stopped");
+    }
+}
+
+/// Asks the driver for its status each tick, keeps the chart history and
+/// publishes the snapshot to every reader. Dropping `latest` at shutdown
+/// ends the event streams.
+async fn sample(
+    shared: Arc<Shared>,
+    latest: watch::Sender<Option<Arc<Snapshot>>>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(shared.tick);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(status) = ask(&shared, Request::Status).await else {
+            continue;
+        };
+        let sample = Sample::from_status(&status, wall_ms());
+        if let Ok(mut h) = shared.history.lock() {
+            if h.len() >= HISTORY_SAMPLES {
+                h.pop_front();
+            }
+            h.push_back(sample);
+        }
+        latest.send_replace(Some(Arc::new(Snapshot { status, sample })));
+    }
+}
+
+/// One request to the driver, its first reply; `None` when the node is
+/// stopping or does not answer within a few ticks.
+async fn ask(shared: &Shared, request: Request) -> Option<serde_json::Value> {
+    let wait = shared.tick.saturating_mul(5).max(Duration::from_secs(2));
+    let (reply, mut replies) = mpsc::channel(1);
+    let asked =
+        tokio::time::timeout(wait, shared.control.send(ControlRequest { request, reply })).await;
+    if !matches!(asked, Ok(Ok(()))) {
+        debug!("the node did not take the dashboard's request");
+        return None;
+    }
+    match tokio::time::timeout(wait, replies.recv()).await {
+        Ok(v) => v,
+        Err(_) => {
+            debug!("the node did not answer the dashboard in time");
+            None
+        }
+    }
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn latest(shared: &Shared) -> Option<Arc<Snapshot>> {
+    shared.latest.borrow().clone()
+}
+
+fn not_yet() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"error": "no status from the node yet; retry after a tick"})),
+    )
+        .into_response()
+}
+
+async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> Response {
+    match latest(&shared) {
+        Some(s) => Json(s.status.clone()).into_response(),
+        None => not_yet(),
+    }
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    /// Only samples taken after this wall-clock time, ms since the epoch.
+    since: Option<u64>,
+}
+
+async fn history(State(shared): State<Arc<Shared>>, Query(q): Query<HistoryQuery>) -> Response {
+    let since = q.since.unwrap_or(0);
+    let samples: Vec<Sample> = shared
+        .history
+        .lock()
+        .map(|h| h.iter().filter(|s| s.t_ms > since).copied().collect())
+        .unwrap_or_default();
+    Json(json!({
+        "tick_ms": shared.tick.as_millis() as u64,
+        "capacity": HISTORY_SAMPLES,
+        "samples": samples,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct LedgerQuery {
+    limit: Option<usize>,
+}
+
+/// Balances and the most recent receipts (by issue time).
+async fn ledger(State(shared): State<Arc<Shared>>, Query(q): Query<LedgerQuery>) -> Response {
+    let limit = q.limit.unwrap_or(20).min(LEDGER_SCAN);
+    let request = Request::Ledger {
+        node: None,
+        limit: Some(LEDGER_SCAN),
+    };
+    let Some(mut reply) = ask(&shared, request).await else {
+        return not_yet();
+    };
+    let mut receipts = match reply.get_mut("receipts").map(serde_json::Value::take) {
+        Some(serde_json::Value::Array(r)) => r,
+        _ => Vec::new(),
+    };
+    receipts.sort_by_key(|r| std::cmp::Reverse(r["issued"].as_u64().unwrap_or(0)));
+    receipts.truncate(limit);
+    Json(json!({
+        "grant": reply["grant"],
+        "balances": reply["balances"],
+        "receipts": receipts,
+    }))
+    .into_response()
+}
+
+/// Server-sent events: one `status` event per tick with the status and
+/// its chart sample. The page polls instead: a stream that never ends
+/// keeps headless browsers (and some proxies) waiting forever.
+async fn events(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let stream = WatchStream::new(shared.latest.clone()).filter_map(|snapshot| {
+        let s = snapshot?;
+        let data = json!({"status": s.status, "sample": s.sample});
+        Some(Ok::<_, std::convert::Infallible>(
+            Event::default().event("status").data(data.to_string()),
+        ))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let Some(s) = latest(&shared) else {
+        return not_yet();
+    };
+    match metrics::encode(&s.status) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
