@@ -404,7 +404,7 @@ impl Client {
         let kernel = self
             .executor
             .load_module(&code)
-            .map_err(|e| format!("module: {e}"))?;
+            .map_err(|e| format!("module rejected: {e}"))?;
         if !req.kernel.is_empty() && req.kernel != kernel.as_str() {
             return Err(format!(
                 "module: its kernel name is {kernel}, but the request names {}",

@@ -600,7 +600,7 @@ impl Executor for WasmExecutor {
     fn load_module(&self, code: &[u8]) -> Result<KernelName, TaskError> {
         self.load(code)
             .map(|id| kernel_name(&id))
-            .map_err(|e| TaskError::Failed(format!("module rejected: {e}")))
+            .map_err(|e| TaskError::Failed(e.to_string()))
     }
 
     fn takes_modules(&self) -> bool {
