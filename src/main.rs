@@ -29,12 +29,15 @@ enum Command {
     Ca(cmd::ca::CaCommand),
     /// Run a node in the foreground.
     Node(cmd::node::NodeArgs),
+    /// Run a dedicated observer node: no compute, no jobs; it samples the
+    /// market and proposes prices from fitted supply and demand (docs/balancers.md).
+    Observe(cmd::node::NodeArgs),
     /// Ask a CA-holding node for a certificate, then start this node (docs/joining.md).
     Join(cmd::join::JoinArgs),
     /// Show a running local node's book, market and counters.
     Status(cmd::status::StatusArgs),
     /// Submit a job to the local node and follow it to its result.
-    Submit(cmd::submit::SubmitArgs),
+    Submit(Box<cmd::submit::SubmitArgs>),
     /// Start a local LAN of nodes on loopback, run a job, show the result and earnings.
     Demo(cmd::demo::DemoArgs),
     /// Run the benchmark workloads W1-W3 on a local cluster; JSON lines on stdout.
@@ -62,7 +65,10 @@ fn init_logging(default: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(
-        if matches!(cli.command, Command::Node(_) | Command::Join(_)) {
+        if matches!(
+            cli.command,
+            Command::Node(_) | Command::Observe(_) | Command::Join(_)
+        ) {
             "info"
         } else {
             "warn"
@@ -73,9 +79,10 @@ fn main() -> ExitCode {
         Command::Config(c) => cmd::config::run(c),
         Command::Ca(c) => cmd::ca::run(c),
         Command::Node(a) => cmd::node::run(a),
+        Command::Observe(a) => cmd::observe::run(a),
         Command::Join(a) => cmd::join::run(a),
         Command::Status(a) => cmd::status::run(a),
-        Command::Submit(a) => cmd::submit::run(a),
+        Command::Submit(a) => cmd::submit::run(*a),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Ledger(a) => cmd::ledger::run(a),

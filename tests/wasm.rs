@@ -22,8 +22,8 @@ fn submit(client: &NodeProc, args: &[&str]) -> (i32, serde_json::Value) {
         .unwrap();
     let last = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .last()
+        .rev()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .unwrap_or_else(|| {
             panic!(
                 "no events; stderr: {}",

@@ -45,6 +45,9 @@ pub enum Role {
     /// Both (the usual case on a shared LAN).
     #[default]
     Both,
+    /// Neither: joins the book, samples the market and proposes prices
+    /// from its balancer (the ML observer of RFC 1.4 b, `lppsp observe`).
+    Observer,
 }
 
 impl Role {
@@ -53,6 +56,12 @@ impl Role {
     }
     pub fn submits(self) -> bool {
         matches!(self, Role::Client | Role::Both)
+    }
+    /// Whether this node's balancer may propose prices. A member whose
+    /// balancer is `ml` leaves proposing to the observer: `ml` turns its
+    /// FSM off, and it votes on the observer's proposals.
+    pub fn proposes_with(self, balancer_kind: &str) -> bool {
+        self == Role::Observer || balancer_kind != "ml"
     }
 }
 

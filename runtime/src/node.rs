@@ -789,7 +789,9 @@ impl Driver {
         };
         self.last_sample = Some(sample);
         let live = self.live_members();
-        if let Some(p) = self.balancer.on_sample(&sample) {
+        let proposal = self.balancer.on_sample(&sample);
+        let proposes = self.cfg.node.role.proposes_with(&self.cfg.balancer.kind);
+        if let Some(p) = proposal.filter(|_| proposes) {
             info!(price = %p.price, evidence = %p.evidence, "balancer proposes a price");
             self.market.propose(now, p.price, p.evidence, &live);
         }
@@ -825,6 +827,8 @@ impl Driver {
             "demand_tasks": self.last_sample.map(|s| s.demand_tasks),
             "supply_mflops": self.last_sample.map(|s| s.supply_mflops),
             "balancer": self.balancer.describe(),
+            "balancer_proposes": self.cfg.node.role.proposes_with(&self.cfg.balancer.kind),
+            "balancer_state": self.balancer.status_json().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()),
             "open_round": self.market.open_round().map(|(epoch, price, yes)| json!({"epoch": epoch, "price": price.to_string(), "yes_votes": yes})),
             "last_abandoned": self.market.last_abandoned(),
             "rounds": self.market.stats(),

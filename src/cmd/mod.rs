@@ -9,6 +9,7 @@ pub mod frame;
 pub mod join;
 pub mod ledger;
 pub mod node;
+pub mod observe;
 pub mod plugin;
 pub mod status;
 pub mod submit;

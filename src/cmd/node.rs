@@ -18,10 +18,15 @@ pub struct NodeArgs {
 
 pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let cfg = NodeConfig::load(&args.config)?;
+    run_config(cfg, &args.config)
+}
+
+/// Runs a node from a loaded config (`file` names it in errors).
+pub fn run_config(cfg: NodeConfig, file: &std::path::Path) -> anyhow::Result<ExitCode> {
     let registry = Arc::new(crate::registry::builtin());
     registry
         .check(&cfg)
-        .with_context(|| format!("{}", args.config.display()))?;
+        .with_context(|| format!("{}", file.display()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -31,7 +36,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         spawn_signal_handler(shutdown.clone());
         let (control_tx, control_rx) = lppsp_runtime::node::control_channel();
         if cfg.dashboard.enabled {
-            start_dashboard(&cfg, &args.config, control_tx.clone(), shutdown.clone()).await;
+            start_dashboard(&cfg, file, control_tx.clone(), shutdown.clone()).await;
         }
         lppsp_runtime::node::run_with_control(cfg, registry, shutdown, control_tx, control_rx).await
     })?;

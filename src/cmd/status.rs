@@ -54,6 +54,26 @@ fn print_status(st: &serde_json::Value) {
         s(m, "pressure"),
         s(m, "balancer")
     );
+    let state = &m["balancer_state"];
+    if let Some(fit) = state.get("fit").filter(|f| !f.is_null()) {
+        let num = |k: &str| fit[k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "fit: demand elasticity {:.3} (R2 {:.3})  supply elasticity {:.3} (R2 {:.3})  \
+             clearing price {:.4}  samples {}",
+            num("demand_elasticity"),
+            num("demand_r2"),
+            num("supply_elasticity"),
+            num("supply_r2"),
+            num("clearing_price"),
+            fit["samples"],
+        );
+    }
+    if let Some(reason) = state.get("reason").and_then(|r| r.as_str()) {
+        println!("balancer: {reason}");
+    }
+    if m["balancer_proposes"] == false {
+        println!("balancer: proposes nothing here (the ml observer sets prices; this node votes)");
+    }
     let b = &st["balance"];
     println!(
         "balance {} (ledger; grant {})  remaining {}  unsettled {}  receipts {}",

@@ -199,7 +199,13 @@ pub fn start_cluster_with(
             text.push_str(&more);
             std::fs::write(&cfg, text).unwrap();
         }
-        procs.push(NodeProc::start(&cfg, name, ports[i]));
+        // An observer runs as `lppsp observe`, the command people use.
+        let command = if *role == "observer" {
+            "observe"
+        } else {
+            "node"
+        };
+        procs.push(NodeProc::start_with(&cfg, name, ports[i], command));
     }
     for p in &procs {
         p.wait_ready(Duration::from_secs(20));
@@ -217,10 +223,15 @@ pub struct NodeProc {
 
 impl NodeProc {
     pub fn start(config: &Path, name: &str, ports: Ports) -> Self {
+        Self::start_with(config, name, ports, "node")
+    }
+
+    /// Starts `lppsp COMMAND --config CONFIG` (`node` or `observe`).
+    pub fn start_with(config: &Path, name: &str, ports: Ports, command: &str) -> Self {
         let log = config.with_extension("log");
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(bin())
-            .args(["node", "--config", config.to_str().unwrap()])
+            .args([command, "--config", config.to_str().unwrap()])
             .env("LPPSP_LOG", "debug")
             .stdout(Stdio::null())
             .stderr(file)

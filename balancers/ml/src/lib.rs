@@ -671,6 +671,10 @@ impl Balancer for MlBalancer {
         NAME
     }
 
+    fn status_json(&self) -> Option<String> {
+        serde_json::to_string(&self.status()).ok()
+    }
+
     fn on_sample(&mut self, s: &MarketSample) -> Option<PriceProposal> {
         self.market = Some(s.price);
         if !self.due(s.at_ms) {

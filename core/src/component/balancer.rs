@@ -40,4 +40,10 @@ pub trait Balancer: Send {
     fn describe(&self) -> String {
         self.name().to_string()
     }
+    /// The balancer's state as a JSON object (text), for `lppsp status`:
+    /// the ML balancer's fit, say. None when it has nothing more to say
+    /// than [`Balancer::describe`].
+    fn status_json(&self) -> Option<String> {
+        None
+    }
 }
