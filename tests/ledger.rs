@@ -115,3 +115,76 @@ fn receipts_spread_balances_agree_and_survive_sigkill() {
     assert_eq!(after["ledger"]["receipts"].as_u64(), Some(receipts));
     assert_eq!(units(&after["balance"]["ledger"]), ledger[1]);
 }
+
+/// A node that was down while a job was settled, so that it heard none of
+/// the receipts' datagrams and is no payee, catches up by anti-entropy
+/// (`Heads` / `Want`) once it is back: its ledger then holds every receipt
+/// and gives the same balances as the others.
+#[test]
+fn a_node_that_missed_the_receipts_catches_up_by_anti_entropy() {
+    let community = Community::new();
+    let nodes = [
+        ("client", "client"),
+        ("compute-1", "compute"),
+        ("compute-2", "compute"),
+        ("bystander", "client"),
+    ];
+    let mut procs = start_cluster_with(&community, &nodes, |_, _| String::new());
+    wait_for(Duration::from_secs(5), || {
+        procs
+            .iter()
+            .all(|p| p.status()["peers"].as_array().unwrap().len() == 3)
+    })
+    .expect("every node sees the three others");
+    let bystander_id = procs[3].id();
+    procs[3].signal(SIGKILL);
+    procs[3].wait_exit(Duration::from_secs(5));
+    wait_for(Duration::from_secs(10), || {
+        procs[..3]
+            .iter()
+            .all(|p| !p.peer_ids().contains(&bystander_id))
+    })
+    .expect("the others expire the bystander");
+
+    let control = procs[0].ports.control_addr().to_string();
+    let out = Command::new(bin())
+        .args(["submit", "--json", "--control", &control])
+        .args(["--kernel", "w1-sum-squares", "--range", "0..2000"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", procs[0].log_text());
+    let receipts = wait_for(Duration::from_secs(10), || {
+        let n: Vec<u64> = procs[..3]
+            .iter()
+            .map(|p| p.status()["ledger"]["receipts"].as_u64().unwrap_or(0))
+            .collect();
+        n[0] >= 2 && n.iter().all(|&x| x == n[0])
+    });
+    assert!(receipts.is_some(), "the three live nodes hold the receipts");
+    let want = procs[0].status()["ledger"]["receipts"].as_u64().unwrap();
+
+    let cfg = community.dir.path().join("bystander.toml");
+    let ports = procs[3].ports;
+    procs[3] = NodeProc::start(&cfg, "bystander", ports);
+    procs[3].wait_ready(Duration::from_secs(20));
+    let caught_up = wait_for(Duration::from_secs(15), || {
+        procs[3].status()["ledger"]["receipts"].as_u64() == Some(want)
+    });
+    assert!(
+        caught_up.is_some(),
+        "the bystander fetched the {want} receipts it missed:\n{}",
+        procs[3].log_text()
+    );
+    let balances = |p: &NodeProc| {
+        let replies = control_call(p.ports.control_addr(), r#"{"op":"ledger"}"#);
+        let mut b: Vec<String> = replies[0]["balances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_string())
+            .collect();
+        b.sort();
+        b
+    };
+    assert_eq!(balances(&procs[3]), balances(&procs[0]));
+}

@@ -26,7 +26,7 @@ const TCHARS: &[u8] =
     b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 /// What Arch and KernelName allow.
 const NAME_CHARS: &[u8] = b"-_.:0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-const KINDS: [&str; 15] = [
+const KINDS: [&str; 17] = [
     "Hand",
     "Leave",
     "Idle",
@@ -38,6 +38,8 @@ const KINDS: [&str; 15] = [
     "Integrate",
     "Integrated",
     "Module",
+    "Heads",
+    "Want",
     "Propose",
     "Vote",
     "Commit",
@@ -167,6 +169,8 @@ fn message() -> impl Strategy<Value = Message> {
         }),
         (job(), any::<bool>()).prop_map(|(job, ok)| Message::Integrated { job, ok }),
         (job(), kernel()).prop_map(|(job, kernel)| Message::Module { job, kernel }),
+        u64_field().prop_map(|count| Message::Heads { count }),
+        u64_field().prop_map(|count| Message::Want { count }),
         (u64_field(), price(), node_id()).prop_map(|(epoch, price, proposer)| Message::Propose {
             epoch,
             price,
@@ -1063,6 +1067,16 @@ fn seed_frames() -> Vec<(&'static str, Frame)> {
                 kernel: KernelName::new(format!("wasm:{}", "ab".repeat(32))).expect("kernel"),
             })
             .with_body(Body::from_bytes(&b"\0asm\x01\0\0\0"[..])),
+        ),
+        (
+            "heads",
+            head(Message::Heads { count: 1 })
+                .with_body(Body::from_bytes(&b"0123456789abcdef 12 12\n"[..])),
+        ),
+        (
+            "want",
+            head(Message::Want { count: 1 })
+                .with_body(Body::from_bytes(&b"0123456789abcdef 3 5\n"[..])),
         ),
         (
             "propose",

@@ -65,6 +65,7 @@
 mod balance;
 mod ledger;
 pub mod receipt;
+pub mod sync;
 mod writer;
 
 pub use balance::Balance;

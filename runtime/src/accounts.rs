@@ -232,6 +232,33 @@ impl Accounts {
         self.grant
     }
 
+    /// Our ledger heads, for a `Heads` frame.
+    pub fn heads(&self) -> Vec<lppsp_ledger::Head> {
+        self.reader.heads().unwrap_or_default()
+    }
+
+    /// The seq ranges a peer with `theirs` holds that we lack.
+    pub fn wanted(&self, theirs: &[lppsp_ledger::Head]) -> Vec<lppsp_ledger::SeqRange> {
+        self.reader.wanted(theirs).unwrap_or_default()
+    }
+
+    /// The receipts in `ranges` we hold, at most `limit`.
+    pub fn receipts_in(&self, ranges: &[lppsp_ledger::SeqRange], limit: usize) -> Vec<Receipt> {
+        let mut out = Vec::new();
+        for r in ranges {
+            let room = limit.saturating_sub(out.len());
+            if room == 0 {
+                break;
+            }
+            out.extend(
+                self.reader
+                    .range(r.payer, r.seqs.clone(), room)
+                    .unwrap_or_default(),
+            );
+        }
+        out
+    }
+
     pub fn receipt_count(&self) -> u64 {
         self.reader.count().unwrap_or(0)
     }

@@ -12,7 +12,7 @@ use lppsp_core::config::NodeConfig;
 use lppsp_core::market::{self, Market, MarketConfig, MarketOutput};
 use lppsp_core::money::Bounty;
 use lppsp_core::registry::{Registry, TransportParams};
-use lppsp_core::wire::{Arch, Endpoint, Hand, Message};
+use lppsp_core::wire::{Arch, Body, Endpoint, Frame, Hand, Message};
 use lppsp_core::{NodeId, PROTOCOL_VERSION};
 use lppsp_transport_tls::identity::{Identity, Verifier};
 use serde_json::json;
@@ -267,6 +267,7 @@ async fn run_inner(
         relay_tx,
         accounts,
         receipts_waiting: Vec::new(),
+        sync_turn: 0,
         join,
         sharing,
     };
@@ -307,11 +308,16 @@ struct Driver {
     accounts: Accounts,
     /// Receipts whose payer is not in the book yet.
     receipts_waiting: Vec<(lppsp_ledger::Receipt, Option<links::Outbox>)>,
+    /// Which peer gets our ledger heads next (anti-entropy, round robin).
+    sync_turn: usize,
     /// The join listener, on a node that holds the community CA.
     join: Option<Arc<JoinService>>,
     /// Whether the owner lets this node compute now.
     sharing: Sharing,
 }
+
+/// Ticks between two anti-entropy steps (our heads to one peer).
+const SYNC_EVERY_TICKS: u64 = 10;
 
 /// Receipts held for payers not yet in the book, at most.
 const MAX_RECEIPTS_WAITING: usize = 4096;
@@ -414,6 +420,8 @@ impl Driver {
             match ev {
                 BookEvent::Joined(id) => {
                     self.client.links().on_joined(id, &self.book);
+                    let now = self.now_ms();
+                    self.send_heads_to(now, id);
                     let (now_known, still): (Vec<_>, Vec<_>) =
                         std::mem::take(&mut self.receipts_waiting)
                             .into_iter()
@@ -504,6 +512,7 @@ impl Driver {
                     );
                 }
                 Message::Cancel { job, task: None } => self.integrator.forget(peer, *job),
+                Message::Heads { .. } | Message::Want { .. } => self.on_sync(now, peer, &frame),
                 Message::Receipt { .. } => match lppsp_ledger::Receipt::from_frame(&frame) {
                     Ok(r) => self.on_receipt(r, reply),
                     Err(e) => {
@@ -547,6 +556,9 @@ impl Driver {
         }
         if self.ticks % 5 == 0 {
             self.check_claims();
+        }
+        if self.ticks % SYNC_EVERY_TICKS == 0 {
+            self.send_heads(now);
         }
         self.integrator.expire(now);
         let expiry = self.cfg.network.expiry_ms();
@@ -709,6 +721,84 @@ impl Driver {
             if let Err(e) = self.udp.send_to(r.as_bytes(), dest).await {
                 debug!(%dest, error = %e, "receipt broadcast failed");
             }
+        }
+    }
+
+    /// Anti-entropy, one step each 10 s: our ledger heads to the next peer.
+    fn send_heads(&mut self, now: u64) {
+        let peers: Vec<NodeId> = self.book.peers().map(|p| p.id).collect();
+        if peers.is_empty() {
+            return;
+        }
+        let Some(&peer) = peers.get(self.sync_turn % peers.len()) else {
+            return;
+        };
+        self.sync_turn = self.sync_turn.wrapping_add(1);
+        self.send_heads_to(now, peer);
+    }
+
+    /// Our ledger heads to `peer`, which answers with `Want` for what it
+    /// lacks. Also sent to every peer that joins: a node back from a
+    /// restart or a partition missed the datagrams of the receipts made
+    /// meanwhile.
+    fn send_heads_to(&mut self, now: u64, peer: NodeId) {
+        let heads = self.accounts.heads();
+        if heads.is_empty() {
+            return;
+        }
+        let price = self.market.price();
+        let frame = Frame::new(
+            price,
+            Message::Heads {
+                count: heads.len() as u64,
+            },
+        )
+        .with_body(Body::from_bytes(lppsp_ledger::sync::encode_heads(&heads)));
+        self.client.send_to(now, peer, frame, &self.book);
+    }
+
+    /// A peer's `Heads` (answer with what we lack) or `Want` (send it).
+    fn on_sync(&mut self, now: u64, peer: NodeId, frame: &Frame) {
+        use lppsp_ledger::sync;
+        let body = frame
+            .body
+            .as_ref()
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let price = self.market.price();
+        match frame.message {
+            Message::Heads { .. } => {
+                let theirs = match sync::decode_heads(&body) {
+                    Ok(h) => h,
+                    Err(e) => return debug!(%peer, error = %e, "heads dropped"),
+                };
+                let wanted = self.accounts.wanted(&theirs);
+                if wanted.is_empty() {
+                    return;
+                }
+                debug!(%peer, ranges = wanted.len(), "asking a peer for receipts we lack");
+                let frame = Frame::new(
+                    price,
+                    Message::Want {
+                        count: wanted.len() as u64,
+                    },
+                )
+                .with_body(Body::from_bytes(sync::encode_want(&wanted)));
+                self.client.send_to(now, peer, frame, &self.book);
+            }
+            Message::Want { .. } => {
+                let ranges = match sync::decode_want(&body) {
+                    Ok(r) => r,
+                    Err(e) => return debug!(%peer, error = %e, "want dropped"),
+                };
+                for r in self
+                    .accounts
+                    .receipts_in(&ranges, sync::MAX_RECEIPTS_PER_WANT)
+                {
+                    self.client.send_to(now, peer, r.to_frame(), &self.book);
+                }
+            }
+            _ => {}
         }
     }
 

@@ -252,6 +252,11 @@ pub enum Message {
     /// `kernel` names by its content hash; sent once per job to each node
     /// that runs or integrates its tasks, before the first of them.
     Module { job: JobId, kernel: KernelName },
+    /// `Heads/count`: the sender's ledger heads, `count` body lines
+    /// (anti-entropy; docs/PROTOCOL.md).
+    Heads { count: u64 },
+    /// `Want/count`: receipt seq ranges the sender lacks, `count` body lines.
+    Want { count: u64 },
     /// `Propose/epoch/price/proposer`: open a price agreement round.
     Propose {
         epoch: u64,
@@ -297,6 +302,8 @@ impl Message {
             Message::Integrate { .. } => "Integrate",
             Message::Integrated { .. } => "Integrated",
             Message::Module { .. } => "Module",
+            Message::Heads { .. } => "Heads",
+            Message::Want { .. } => "Want",
             Message::Propose { .. } => "Propose",
             Message::Vote { .. } => "Vote",
             Message::Commit { .. } => "Commit",
@@ -401,6 +408,18 @@ impl Message {
                     kernel: f.parse_with(1, "kernel", |s| KernelName::new(s))?,
                 })
             }
+            "Heads" => {
+                let f = f.arity("Heads", 1)?;
+                Ok(Message::Heads {
+                    count: f.parse_with(0, "count", parse_u64)?,
+                })
+            }
+            "Want" => {
+                let f = f.arity("Want", 1)?;
+                Ok(Message::Want {
+                    count: f.parse_with(0, "count", parse_u64)?,
+                })
+            }
             "Cancel" => {
                 let f = f.arity("Cancel", 2)?;
                 Ok(Message::Cancel {
@@ -488,6 +507,7 @@ impl fmt::Display for Message {
             }
             Message::Integrate { job, tasks, kernel } => write!(f, "{k}/{job}/{tasks}/{kernel}"),
             Message::Module { job, kernel } => write!(f, "{k}/{job}/{kernel}"),
+            Message::Heads { count } | Message::Want { count } => write!(f, "{k}/{count}"),
             Message::Integrated { job, ok } => {
                 write!(f, "{k}/{job}/{}", if *ok { "ok" } else { "error" })
             }
