@@ -22,7 +22,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
 /// the file names another one than the default `fsm` (a plugin, say).
 fn observer_config(cfg: &mut NodeConfig, file: &std::path::Path) -> anyhow::Result<()> {
     cfg.node.role = Role::Observer;
-    if cfg.balancer.kind == "fsm" {
+    if cfg.balancer.kind.is_empty() || cfg.balancer.kind == "fsm" {
         if !cfg.balancer.options.is_empty() {
             bail!(
                 "{}: key `balancer.kind`: an observer sets prices with the `ml` balancer \
