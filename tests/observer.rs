@@ -56,15 +56,24 @@ fn the_observers_proposal_is_committed_by_every_node() {
         .clone();
     assert_eq!(observer_peer["slots"], 0, "{observer_peer}");
 
-    // Load: a W2 job long enough for several samples and a round.
+    // Load: one single-task job after another, so that one compute node is
+    // busy (demand) while the other is idle (supply): the ML balancer fits
+    // only samples where both are above zero.
     let control = client.ports.control_addr().to_string();
-    let mut load = Command::new(bin())
-        .args(["submit", "--json", "--control", &control])
-        .args(["--kernel", "w2-monte-carlo-pi", "--range", "0..4000"])
-        .args(["--extra", "2000000"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = Command::new(bin())
+                    .args(["submit", "--json", "--control", &control])
+                    .args(["--kernel", "w2-monte-carlo-pi", "--range", "0..1"])
+                    .args(["--extra", "20000000"])
+                    .stdout(Stdio::null())
+                    .status();
+            }
+        })
+    };
 
     let agreed = wait_for(Duration::from_secs(60), || {
         let markets: Vec<serde_json::Value> =
@@ -76,8 +85,8 @@ fn the_observers_proposal_is_committed_by_every_node() {
                 .iter()
                 .all(|m| m["price"] == markets[0]["price"] && m["epoch"] == markets[0]["epoch"])
     });
-    let _ = load.kill();
-    let _ = load.wait();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = load.join();
     let dump: Vec<String> = procs
         .iter()
         .map(|p| p.status()["market"].to_string())

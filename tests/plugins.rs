@@ -533,5 +533,8 @@ fn plugin_keys_are_checked_with_the_config() {
     );
     // An unknown kind lists `plugin` among the names it knows.
     let (_, err) = check("[executor]\nkind = \"magic\"\n");
-    assert!(err.contains("known: builtin, plugin"), "{err}");
+    assert!(
+        err.contains("known: builtin, standard, wasm, plugin"),
+        "{err}"
+    );
 }

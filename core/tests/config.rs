@@ -85,7 +85,7 @@ fn assert_default_sections(cfg: &NodeConfig) {
         (&cfg.transport, "tls-tcp"),
         (&cfg.scheduler, "price-aware"),
         (&cfg.balancer, "fsm"),
-        (&cfg.executor, "builtin"),
+        (&cfg.executor, "standard"),
     ] {
         assert_eq!(section.kind, kind);
         assert!(section.options.is_empty(), "{kind} options: {section:?}");
