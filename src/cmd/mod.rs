@@ -9,6 +9,7 @@ pub mod frame;
 pub mod ledger;
 pub mod node;
 pub mod plugin;
+pub mod sim;
 pub mod status;
 pub mod submit;
 

@@ -24,6 +24,16 @@ pub fn registry() -> Registry {
     r
 }
 
+/// The small scenario cut to `secs` simulated seconds and the strategies
+/// whose names are listed.
+pub fn small(secs: u64, strategies: &[&str]) -> lppsp_sim::Scenario {
+    let mut sc = lppsp_sim::Scenario::parse(SMALL).expect("the test scenario parses");
+    sc.duration_s = secs;
+    sc.strategies
+        .retain(|s| strategies.contains(&s.name.as_str()));
+    sc
+}
+
 /// A small scenario: 40 nodes, 10 simulated minutes, churn and failures,
 /// a surge, every kind of strategy.
 pub const SMALL: &str = r#"
