@@ -114,6 +114,8 @@ pub struct RunOutput {
     pub latencies_ms: Vec<u64>,
     pub trace: Vec<TraceEvent>,
     pub receipts: Vec<lppsp_ledger::Receipt>,
+    /// The first node's balancer at the end, in its own words.
+    pub balancer_state: Option<String>,
 }
 
 /// Options of one run besides the scenario.
@@ -178,13 +180,13 @@ enum Ev {
     Frame {
         to: usize,
         from: usize,
-        frame: Frame,
+        frame: Box<Frame>,
     },
     /// A price-round message broadcast by `from` in `domain`.
     Round {
         from: usize,
         domain: usize,
-        message: Message,
+        message: Box<Message>,
     },
     TaskDone {
         node: usize,
@@ -290,12 +292,17 @@ pub struct Sim<'a> {
     /// Other members of each domain's book, for price rounds (per tick).
     live: Vec<Vec<NodeId>>,
     samples: Vec<Option<MarketSample>>,
+    /// Each domain's peers for schedulers, as of the last tick.
+    views: Vec<Vec<PeerView>>,
+    view_slots: Vec<Vec<u32>>,
     partition: Option<f64>,
     ledger: SharedLedger,
     arrivals_rng: ChaCha8Rng,
     churn_rng: ChaCha8Rng,
     link_rng: ChaCha8Rng,
     pop_rng: ChaCha8Rng,
+    /// Live clients, by index.
+    clients: Vec<usize>,
     next_key: u64,
     // Counters.
     submitted: u64,
@@ -347,12 +354,15 @@ impl<'a> Sim<'a> {
             books,
             live: vec![Vec::new(); domains],
             samples: vec![None; domains],
+            views: vec![Vec::new(); domains],
+            view_slots: vec![Vec::new(); domains],
             partition: None,
             ledger: SharedLedger::new(sc.grant, opts.keep_receipts),
             arrivals_rng: rng(1),
             churn_rng: rng(2),
             link_rng: rng(3),
             pop_rng: rng(4),
+            clients: Vec::new(),
             next_key: 0,
             submitted: 0,
             done: 0,
@@ -367,6 +377,7 @@ impl<'a> Sim<'a> {
                 latencies_ms: Vec::new(),
                 trace: Vec::new(),
                 receipts: Vec::new(),
+                balancer_state: None,
             },
             expiry_ms: sc.tick_ms.saturating_mul(u64::from(sc.expire_ticks) + 1),
         };
@@ -499,6 +510,9 @@ impl<'a> Sim<'a> {
             schedule_queued: false,
         };
         self.ledger.open_account(id);
+        if is_client {
+            self.clients.push(index);
+        }
         self.index.insert(id, index);
         self.nodes.push(node);
         Ok(())
@@ -553,12 +567,12 @@ impl<'a> Sim<'a> {
                 }
                 Ev::PartitionStart(f) => self.partition = Some(f),
                 Ev::PartitionEnd => self.partition = None,
-                Ev::Frame { to, from, frame } => self.on_frame(to, from, frame)?,
+                Ev::Frame { to, from, frame } => self.on_frame(to, from, *frame)?,
                 Ev::Round {
                     from,
                     domain,
                     message,
-                } => self.on_round(from, domain, message)?,
+                } => self.on_round(from, domain, *message)?,
                 Ev::TaskDone { node, life, key } => self.on_task_done(node, life, key),
                 Ev::Schedule(i) => {
                     if let Some(n) = self.nodes.get_mut(i) {
@@ -739,6 +753,24 @@ impl<'a> Sim<'a> {
                 l.clear();
                 l.extend(book.peers().map(|p| p.id));
             }
+            if let (Some(v), Some(s)) = (self.views.get_mut(d), self.view_slots.get_mut(d)) {
+                v.clear();
+                s.clear();
+                for p in book.peers() {
+                    v.push(PeerView {
+                        id: p.id,
+                        addr: p.addr,
+                        power: p.power,
+                        arch: p.arch.clone(),
+                        compute: p.slots > 0,
+                        compatible: p.compatible,
+                        free_slots: 0,
+                        queue: u32::try_from(p.queue).unwrap_or(u32::MAX),
+                        avg_task_micros: None,
+                    });
+                    s.push(p.slots);
+                }
+            }
         }
         for (d, id) in departed {
             for i in 0..self.nodes.len() {
@@ -813,7 +845,7 @@ impl<'a> Sim<'a> {
                         Ev::Round {
                             from: i,
                             domain: d,
-                            message,
+                            message: Box::new(message),
                         },
                     );
                 }
@@ -844,11 +876,13 @@ impl<'a> Sim<'a> {
         {
             return Ok(());
         }
-        let targets: Vec<usize> = match &message {
-            Message::Vote { proposer, .. } => {
-                self.index.get(proposer).copied().into_iter().collect()
-            }
-            _ => (0..self.nodes.len()).collect(),
+        // A vote matters only to the proposer it names.
+        let targets = match &message {
+            Message::Vote { proposer, .. } => match self.index.get(proposer) {
+                Some(&p) => p..p + 1,
+                None => 0..0,
+            },
+            _ => 0..self.nodes.len(),
         };
         for i in targets {
             if i == from || self.domain(i) != domain || self.lost() {
@@ -922,9 +956,7 @@ impl<'a> Sim<'a> {
             None
         };
         let pick = unit(rng);
-        let clients: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| self.nodes.get(i).is_some_and(|n| n.alive && n.is_client))
-            .collect();
+        let clients = &self.clients;
         let Some(&c) = clients.get((pick * clients.len() as f64) as usize) else {
             return Ok(());
         };
@@ -991,43 +1023,70 @@ impl<'a> Sim<'a> {
         let me = n.id;
         let ids: Vec<JobId> = n.jobs.keys().copied().collect();
         let mut sends: Vec<(NodeId, Frame)> = Vec::new();
-        let book = self.books.get(d);
+        // The domain's peers as of the last tick (rebuilt every tick),
+        // sorted by id; their slots beside them.
+        let mut views = self
+            .views
+            .get_mut(d)
+            .map(std::mem::take)
+            .unwrap_or_default();
+        let slots = self
+            .view_slots
+            .get_mut(d)
+            .map(std::mem::take)
+            .unwrap_or_default();
+        // Tasks this client has in flight per node, over all its jobs.
+        let mut used: BTreeMap<NodeId, u64> = BTreeMap::new();
+        for j in n.jobs.values() {
+            for (node, t) in j.tracker.tallies() {
+                if t.in_flight > 0 {
+                    *used.entry(*node).or_insert(0) += u64::from(t.in_flight);
+                }
+            }
+        }
         for id in &ids {
             let Some(job) = n.jobs.get(id) else { continue };
             if job.tracker.is_finished() || job.tracker.pending_count() == 0 {
                 continue;
             }
-            let Some(book) = book else { continue };
             let tracker = &job.tracker;
-            let views: Vec<PeerView> = book
-                .peers()
-                .filter(|p| p.id != me)
-                .filter(|p| n.down.get(&p.id).is_none_or(|until| now >= *until))
-                .map(|p| {
-                    let avg = tracker.avg_micros_on(&p.id);
-                    let per_task = avg.unwrap_or_else(|| tracker.est_task_micros()).max(1);
-                    let depth =
-                        (QUEUED_WORK_PER_SLOT_US / per_task).clamp(1, MAX_PIPELINE_PER_SLOT);
-                    let capacity = u64::from(p.slots).saturating_mul(depth);
-                    let used: u64 = n
-                        .jobs
-                        .values()
-                        .map(|j| u64::from(j.tracker.in_flight_on(&p.id)))
-                        .sum();
-                    PeerView {
-                        id: p.id,
-                        addr: p.addr,
-                        power: p.power,
-                        arch: p.arch.clone(),
-                        compute: p.slots > 0,
-                        compatible: p.compatible,
-                        free_slots: u32::try_from(capacity.saturating_sub(used))
-                            .unwrap_or(u32::MAX),
-                        queue: u32::try_from(p.queue).unwrap_or(u32::MAX),
-                        avg_task_micros: avg,
-                    }
-                })
-                .collect();
+            let est = tracker.est_task_micros();
+            let capacity = |slots: u32, avg: Option<u64>| {
+                let per_task = avg.unwrap_or(est).max(1);
+                let depth = (QUEUED_WORK_PER_SLOT_US / per_task).clamp(1, MAX_PIPELINE_PER_SLOT);
+                u64::from(slots).saturating_mul(depth)
+            };
+            // Every peer at the job's estimate, then the few this client
+            // knows more of: measured times, tasks in flight, links down,
+            // itself (listed with no room).
+            for (v, slots) in views.iter_mut().zip(&slots) {
+                v.free_slots = u32::try_from(capacity(*slots, None)).unwrap_or(u32::MAX);
+                v.avg_task_micros = None;
+            }
+            let special = tracker
+                .tallies()
+                .keys()
+                .chain(used.keys())
+                .chain(n.down.keys())
+                .chain(std::iter::once(&me));
+            for node in special {
+                let Ok(k) = views.binary_search_by(|v| v.id.cmp(node)) else {
+                    continue;
+                };
+                let (Some(v), Some(slots)) = (views.get_mut(k), slots.get(k)) else {
+                    continue;
+                };
+                let avg = tracker.avg_micros_on(node);
+                let in_use = used.get(node).copied().unwrap_or(0);
+                let excluded = *node == me || n.down.contains_key(node);
+                let room = if excluded {
+                    0
+                } else {
+                    capacity(*slots, avg).saturating_sub(in_use)
+                };
+                v.free_slots = u32::try_from(room).unwrap_or(u32::MAX);
+                v.avg_task_micros = avg;
+            }
             let free: usize = views.iter().map(|v| v.free_slots as usize).sum();
             let pending = tracker.pending_tasks(free.max(1));
             if pending.is_empty() {
@@ -1049,6 +1108,12 @@ impl<'a> Sim<'a> {
             if let Some(job) = n.jobs.get_mut(id) {
                 job.tracker.apply_plan(now, plan);
             }
+        }
+        if let Some(v) = self.views.get_mut(d) {
+            *v = views;
+        }
+        if let Some(v) = self.view_slots.get_mut(d) {
+            *v = slots;
         }
         // Commands, as frames.
         for id in &ids {
@@ -1165,7 +1230,14 @@ impl<'a> Sim<'a> {
             return false;
         }
         let at = self.now + self.latency();
-        self.push(at, Ev::Frame { to: t, from, frame });
+        self.push(
+            at,
+            Ev::Frame {
+                to: t,
+                from,
+                frame: Box::new(frame),
+            },
+        );
         true
     }
 
@@ -1376,6 +1448,7 @@ impl<'a> Sim<'a> {
         };
         n.alive = false;
         n.life += 1;
+        self.clients.retain(|&c| c != i);
         n.waiting.clear();
         n.running.clear();
         self.lost += n.jobs.len() as u64;
@@ -1526,5 +1599,9 @@ impl<'a> Sim<'a> {
             })
             .collect();
         self.out.receipts = self.ledger.kept().to_vec();
+        self.out.balancer_state = self
+            .nodes
+            .iter()
+            .find_map(|n| n.balancer.as_ref().map(|b| b.describe()));
     }
 }

@@ -255,6 +255,19 @@ pub fn write_all(
         }
         md.push('\n');
     }
+    let states: Vec<String> = runs
+        .iter()
+        .filter(|(_, seed, _)| seeds.first() == Some(seed))
+        .filter_map(|(s, seed, r)| {
+            let st = sc.strategies.get(*s)?;
+            let d = r.balancer_state.as_deref()?;
+            Some(format!("- {} (seed {seed}): `{d}`\n", st.name))
+        })
+        .collect();
+    if !states.is_empty() {
+        md.push_str("\nThe first node's balancer at the end:\n\n");
+        md.extend(states);
+    }
     write(out.join("summary.csv"), &csv, &mut w.files)?;
     write(out.join("summary.md"), &md, &mut w.files)?;
     w.summary_md = md;
