@@ -188,6 +188,12 @@ enum Ev {
         domain: usize,
         message: Box<Message>,
     },
+    /// The votes a broadcast round message drew, on their way to one
+    /// proposer together: (voter, Vote).
+    Votes {
+        domain: usize,
+        votes: Vec<(usize, Message)>,
+    },
     TaskDone {
         node: usize,
         life: u32,
@@ -573,6 +579,11 @@ impl<'a> Sim<'a> {
                     domain,
                     message,
                 } => self.on_round(from, domain, *message)?,
+                Ev::Votes { domain, votes } => {
+                    for (from, vote) in votes {
+                        self.on_round(from, domain, vote)?;
+                    }
+                }
                 Ev::TaskDone { node, life, key } => self.on_task_done(node, life, key),
                 Ev::Schedule(i) => {
                     if let Some(n) = self.nodes.get_mut(i) {
@@ -832,12 +843,38 @@ impl<'a> Sim<'a> {
     }
 
     fn flush_market(&mut self, i: usize, d: usize) {
+        self.flush_market_batching(i, d, None);
+    }
+
+    /// As [`Sim::flush_market`]; votes go into `votes` (per proposer) when
+    /// given, to travel as one event.
+    fn flush_market_batching(
+        &mut self,
+        i: usize,
+        d: usize,
+        mut votes: Option<&mut BTreeMap<usize, Vec<(usize, Message)>>>,
+    ) {
         let Some(n) = self.nodes.get_mut(i) else {
             return;
         };
         let outputs = n.market.drain();
         for out in outputs {
             match out {
+                MarketOutput::Broadcast(Message::Vote {
+                    epoch,
+                    proposer,
+                    yes,
+                }) if votes.is_some() => {
+                    let to = self.index.get(&proposer).copied();
+                    if let (Some(batch), Some(to)) = (votes.as_deref_mut(), to) {
+                        let vote = Message::Vote {
+                            epoch,
+                            proposer,
+                            yes,
+                        };
+                        batch.entry(to).or_default().push((i, vote));
+                    }
+                }
                 MarketOutput::Broadcast(message) => {
                     let at = self.now + self.latency();
                     self.push(
@@ -884,6 +921,7 @@ impl<'a> Sim<'a> {
             },
             _ => 0..self.nodes.len(),
         };
+        let mut votes: BTreeMap<usize, Vec<(usize, Message)>> = BTreeMap::new();
         for i in targets {
             if i == from || self.domain(i) != domain || self.lost() {
                 continue;
@@ -897,7 +935,18 @@ impl<'a> Sim<'a> {
             }
             let live = self.live.get(domain).map(Vec::as_slice).unwrap_or_default();
             n.market.on_message(now, sender, &message, live);
-            self.flush_market(i, domain);
+            self.flush_market_batching(i, domain, Some(&mut votes));
+        }
+        // The votes this message drew reach each proposer after one latency.
+        for (_, batch) in votes {
+            let at = self.now + self.latency();
+            self.push(
+                at,
+                Ev::Votes {
+                    domain,
+                    votes: batch,
+                },
+            );
         }
         Ok(())
     }
