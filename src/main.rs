@@ -49,6 +49,8 @@ enum Command {
     Plugin(cmd::plugin::PluginCommand),
     /// List the built-in kernels.
     Kernels,
+    /// Simulate a network from a scenario file and compare pricing strategies.
+    Sim(cmd::sim::SimArgs),
 }
 
 /// Logs go to stderr; `LPPSP_LOG` (e.g. `debug`) overrides the level.
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
         Command::Ledger(a) => cmd::ledger::run(a),
         Command::Plugin(c) => cmd::plugin::run(c),
         Command::Kernels => cmd::kernels(),
+        Command::Sim(a) => cmd::sim::run(a),
     };
     match result {
         Ok(code) => code,

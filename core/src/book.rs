@@ -211,12 +211,7 @@ impl Book {
         if parsed.node == self.cfg.me {
             return Ok(None);
         }
-        let last_seq = self
-            .peers
-            .get(&parsed.node)
-            .map(|p| p.last_seq)
-            .or_else(|| self.departed.get(&parsed.node).map(|d| d.0));
-        if last_seq.is_some_and(|last| parsed.seq <= last) {
+        if self.is_replay(&parsed.node, parsed.seq) {
             return Err(self.drop_beacon(DropReason::Replayed));
         }
         let sender = parsed.node;
@@ -226,6 +221,37 @@ impl Book {
         let id = beacon.node;
         self.apply(now_ms, src, beacon);
         Ok(Some(id))
+    }
+
+    /// Takes a beacon already decoded and verified, as a value: the
+    /// simulator passes beacons this way (no bytes, no signatures); the
+    /// node uses [`Book::handle_datagram`]. Same replay check, same effect.
+    pub fn handle_beacon(
+        &mut self,
+        now_ms: u64,
+        src: SocketAddr,
+        beacon: VerifiedBeacon,
+    ) -> Result<Option<NodeId>, DropReason> {
+        if beacon.node == self.cfg.me {
+            return Ok(None);
+        }
+        if self.is_replay(&beacon.node, beacon.seq) {
+            return Err(self.drop_beacon(DropReason::Replayed));
+        }
+        let id = beacon.node;
+        self.apply(now_ms, src, beacon);
+        Ok(Some(id))
+    }
+
+    /// A sequence number not above the last one seen from `node` (live, or
+    /// departed recently).
+    fn is_replay(&self, node: &NodeId, seq: u64) -> bool {
+        let last_seq = self
+            .peers
+            .get(node)
+            .map(|p| p.last_seq)
+            .or_else(|| self.departed.get(node).map(|d| d.0));
+        last_seq.is_some_and(|last| seq <= last)
     }
 
     fn apply(&mut self, now_ms: u64, src: SocketAddr, b: VerifiedBeacon) {

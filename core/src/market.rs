@@ -290,6 +290,12 @@ impl Market {
         let Some(own) = &self.own else {
             return;
         };
+        // Every other live member must have voted yes, so fewer yes votes
+        // than that cannot be enough: skip the scan (votes come one at a
+        // time, and a full scan per vote is quadratic in members).
+        if own.yes.len().saturating_add(1) < live.len() {
+            return;
+        }
         if !live
             .iter()
             .all(|m| *m == self.cfg.me || own.yes.contains(m))

@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod node;
 pub mod observe;
 pub mod plugin;
+pub mod sim;
 pub mod status;
 pub mod submit;
 

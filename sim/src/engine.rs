@@ -1,0 +1,1656 @@
+//! The discrete-event loop: virtual time, simulated links, and the nodes
+//! that drive the core state machines (book, market, job tracker) and the
+//! registry's schedulers and balancers.
+//!
+//! Approximations, each for speed at thousands of nodes (docs/experiments.md):
+//! - Beacons are passed as decoded values ([`VerifiedBeacon`]), unsigned,
+//!   to [`Book::handle_beacon`]; other messages are real [`Frame`]s and
+//!   [`Message`]s, never encoded to bytes.
+//! - One book per broadcast domain: every node of a domain hears the same
+//!   beacons, so they share one real [`Book`] (its `me` is no node, so it
+//!   lists every node). A partition makes two domains.
+//! - Node ticks are aligned; beacons reach the book at the tick.
+//! - A price-round message is one broadcast delivered to every node of the
+//!   domain after one drawn latency; a `Vote` goes only to the proposer it
+//!   names (every other market ignores it).
+//! - Committed states carried by Hands are applied once per tick per
+//!   domain, as the greatest of them.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use bytes::Bytes;
+use lppsp_core::beacon::VerifiedBeacon;
+use lppsp_core::book::{Book, BookConfig, BookEvent};
+use lppsp_core::component::scheduler::{Constraints, PeerView, PlacementRequest};
+use lppsp_core::component::{Balancer, MarketSample, PriceProposal, Scheduler};
+use lppsp_core::config::ComponentSection;
+use lppsp_core::job::{JobCommand, JobOutcome, JobSpec, JobTracker, TaskReport};
+use lppsp_core::market::{self, Committed, Market, MarketConfig, MarketOutput};
+use lppsp_core::money::{Bounty, Price};
+use lppsp_core::registry::Registry;
+use lppsp_core::wire::{Arch, Body, Endpoint, Frame, Hand, JobId, KernelName, Message};
+use lppsp_core::{NodeId, PROTOCOL_VERSION};
+use lppsp_ledger::ReceiptFields;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::money::SharedLedger;
+use crate::scenario::{Dist, Scenario, Strategy, NO_BALANCER};
+use crate::SimError;
+
+/// Receipts are dated from here (2026-01-01T00:00:00Z) plus virtual time.
+const SIM_EPOCH_S: u64 = 1_767_225_600;
+/// As the node's client: queue about this much work per slot ahead.
+const QUEUED_WORK_PER_SLOT_US: u64 = 20_000;
+const MAX_PIPELINE_PER_SLOT: u64 = 512;
+/// A node repeats Idle every this many ticks (as the node does).
+const IDLE_REPEAT_TICKS: u64 = 5;
+const SOFTWARE: &str = "lppsp-sim";
+
+/// One row of the time series.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SeriesRow {
+    pub time_s: f64,
+    pub nodes: u64,
+    /// The price most live nodes hold.
+    pub price: f64,
+    pub price_max: f64,
+    pub epoch_max: u64,
+    pub pressure: f64,
+    pub demand_tasks: u64,
+    pub supply_mflops: u64,
+    /// Tasks queued or running on compute nodes.
+    pub queue: u64,
+    /// Tasks of live jobs not yet placed.
+    pub pending: u64,
+    /// Busy slots / slots of live nodes.
+    pub utilisation: f64,
+    pub jobs_submitted: u64,
+    pub jobs_done: u64,
+    pub jobs_failed: u64,
+    /// Not submitted: the market price was above what the submitter pays.
+    pub jobs_deterred: u64,
+    /// Lost with their client (crash or leave).
+    pub jobs_lost: u64,
+    /// Mean latency of the jobs done since the previous row, s.
+    pub latency_mean_s: f64,
+    pub tasks_done: u64,
+    pub receipts: u64,
+    pub money_total: f64,
+    pub conserved: bool,
+}
+
+/// One node's money at the end.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EarningsRow {
+    pub node: String,
+    pub index: usize,
+    pub power: u64,
+    pub arch: String,
+    pub alive: bool,
+    pub tasks_done: u64,
+    pub earned: f64,
+    pub balance: f64,
+}
+
+/// What the traced node's balancer saw and did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TraceEvent {
+    Sample {
+        sample: MarketSample,
+        proposal: Option<PriceProposal>,
+    },
+    Commit(Price),
+}
+
+/// Everything one run produces.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    pub series: Vec<SeriesRow>,
+    pub earnings: Vec<EarningsRow>,
+    /// Latency of every job done, ms, in completion order.
+    pub latencies_ms: Vec<u64>,
+    pub trace: Vec<TraceEvent>,
+    pub receipts: Vec<lppsp_ledger::Receipt>,
+    /// The first node's balancer at the end, in its own words.
+    pub balancer_state: Option<String>,
+}
+
+/// Options of one run besides the scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    pub seed: u64,
+    /// Record this node's balancer inputs and outputs.
+    pub trace_node: Option<usize>,
+    /// Keep every receipt in the output (small runs).
+    pub keep_receipts: bool,
+}
+
+fn node_id(index: usize) -> NodeId {
+    NodeId::from_bytes(splitmix(index as u64 + 1).to_be_bytes())
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// A uniform number in [0, 1).
+fn unit(rng: &mut ChaCha8Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn draw(rng: &mut ChaCha8Rng, d: &Dist) -> f64 {
+    match *d {
+        Dist::Fixed { value } => value,
+        Dist::Uniform { min, max } => min + unit(rng) * (max - min),
+        Dist::Lognormal { median, sigma } => {
+            let u1 = unit(rng).max(f64::MIN_POSITIVE);
+            let u2 = unit(rng);
+            let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+            median * (sigma * z).exp()
+        }
+    }
+}
+
+fn price_of(v: f64) -> Price {
+    Price::from_micros((v.max(0.0) * 1e6).round().min(9e18) as u64)
+}
+
+fn units(micros: i128) -> f64 {
+    micros as f64 / 1e6
+}
+
+#[derive(Debug)]
+enum Ev {
+    Tick,
+    Sample,
+    Arrival,
+    Burst(u32),
+    Join,
+    Leave,
+    Fail,
+    PartitionStart(f64),
+    PartitionEnd,
+    /// A frame on the TLS link from `from` to `to`.
+    Frame {
+        to: usize,
+        from: usize,
+        frame: Box<Frame>,
+    },
+    /// A price-round message broadcast by `from` in `domain`.
+    Round {
+        from: usize,
+        domain: usize,
+        message: Box<Message>,
+    },
+    /// The votes a broadcast round message drew, on their way to one
+    /// proposer together: (voter, Vote).
+    Votes {
+        domain: usize,
+        votes: Vec<(usize, Message)>,
+    },
+    TaskDone {
+        node: usize,
+        life: u32,
+        key: u64,
+    },
+    Schedule(usize),
+}
+
+struct Queued {
+    at: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+struct Work {
+    job: JobId,
+    task: u64,
+    client: usize,
+    result_to: Option<NodeId>,
+    mflop: u64,
+}
+
+struct Running {
+    work: Work,
+    key: u64,
+    micros: u64,
+    cancelled: bool,
+}
+
+struct SimJob {
+    tracker: JobTracker,
+    submitted_ms: u64,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Meter {
+    tasks: u64,
+    micros: u64,
+    charge: Bounty,
+}
+
+struct SimNode {
+    id: NodeId,
+    addr: Endpoint,
+    power: u64,
+    arch: Arch,
+    reserve: Price,
+    is_client: bool,
+    alive: bool,
+    /// Bumped at each death so that its pending completions are void.
+    life: u32,
+    seq: u64,
+    ticks: u64,
+    idle: bool,
+    queue: u64,
+    market: Market,
+    balancer: Option<Box<dyn Balancer>>,
+    // Compute.
+    waiting: VecDeque<Work>,
+    running: Vec<Running>,
+    tasks_done: u64,
+    // Client.
+    scheduler: Option<Box<dyn Scheduler>>,
+    jobs: BTreeMap<JobId, SimJob>,
+    job_seq: u64,
+    down: BTreeMap<NodeId, u64>,
+    meters: BTreeMap<(JobId, NodeId, Price, u64), Meter>,
+    next_receipt: u64,
+    last_settle_ms: u64,
+    schedule_queued: bool,
+}
+
+/// The simulation of one strategy under one seed.
+pub struct Sim<'a> {
+    sc: &'a Scenario,
+    strategy: &'a Strategy,
+    registry: &'a Registry,
+    opts: RunOptions,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Queued>>,
+    nodes: Vec<SimNode>,
+    index: BTreeMap<NodeId, usize>,
+    books: Vec<Book>,
+    /// Other members of each domain's book, for price rounds (per tick).
+    live: Vec<Vec<NodeId>>,
+    samples: Vec<Option<MarketSample>>,
+    /// Each domain's peers for schedulers, as of the last tick.
+    views: Vec<Vec<PeerView>>,
+    view_slots: Vec<Vec<u32>>,
+    partition: Option<f64>,
+    ledger: SharedLedger,
+    arrivals_rng: ChaCha8Rng,
+    churn_rng: ChaCha8Rng,
+    link_rng: ChaCha8Rng,
+    pop_rng: ChaCha8Rng,
+    /// Live clients, by index.
+    clients: Vec<usize>,
+    next_key: u64,
+    // Counters.
+    submitted: u64,
+    done: u64,
+    failed: u64,
+    deterred: u64,
+    lost: u64,
+    latencies: Vec<u64>,
+    latency_mark: usize,
+    out: RunOutput,
+    expiry_ms: u64,
+}
+
+impl<'a> Sim<'a> {
+    pub fn new(
+        sc: &'a Scenario,
+        strategy: &'a Strategy,
+        registry: &'a Registry,
+        opts: RunOptions,
+    ) -> Result<Self, SimError> {
+        let rng = |stream: u64| {
+            let mut r = ChaCha8Rng::seed_from_u64(opts.seed);
+            r.set_stream(stream);
+            r
+        };
+        let domains = if sc.links.partitions.is_empty() { 1 } else { 2 };
+        let observer = NodeId::from_bytes([0; 8]);
+        let books = (0..domains)
+            .map(|_| {
+                Book::new(BookConfig {
+                    me: observer,
+                    tick: std::time::Duration::from_millis(sc.tick_ms),
+                    expire_ticks: sc.expire_ticks,
+                    max_skew: std::time::Duration::from_secs(30),
+                    protocol_major: 1,
+                })
+            })
+            .collect();
+        let mut sim = Self {
+            sc,
+            strategy,
+            registry,
+            opts,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            nodes: Vec::new(),
+            index: BTreeMap::new(),
+            books,
+            live: vec![Vec::new(); domains],
+            samples: vec![None; domains],
+            views: vec![Vec::new(); domains],
+            view_slots: vec![Vec::new(); domains],
+            partition: None,
+            ledger: SharedLedger::new(sc.grant, opts.keep_receipts),
+            arrivals_rng: rng(1),
+            churn_rng: rng(2),
+            link_rng: rng(3),
+            pop_rng: rng(4),
+            clients: Vec::new(),
+            next_key: 0,
+            submitted: 0,
+            done: 0,
+            failed: 0,
+            deterred: 0,
+            lost: 0,
+            latencies: Vec::new(),
+            latency_mark: 0,
+            out: RunOutput {
+                series: Vec::new(),
+                earnings: Vec::new(),
+                latencies_ms: Vec::new(),
+                trace: Vec::new(),
+                receipts: Vec::new(),
+                balancer_state: None,
+            },
+            expiry_ms: sc.tick_ms.saturating_mul(u64::from(sc.expire_ticks) + 1),
+        };
+        for _ in 0..sc.population.count {
+            sim.add_node()?;
+        }
+        sim.push(0, Ev::Tick);
+        sim.push(sc.sample_every_s * 1000, Ev::Sample);
+        sim.next_arrival();
+        for b in &sc.jobs.bursts {
+            sim.push(b.at_s * 1000, Ev::Burst(b.jobs));
+        }
+        for p in &sc.links.partitions {
+            sim.push(p.at_s * 1000, Ev::PartitionStart(p.fraction));
+            sim.push(p.until_s * 1000, Ev::PartitionEnd);
+        }
+        let pop = &sc.population;
+        for (rate, ev) in [
+            (pop.join_per_hour, Ev::Join),
+            (pop.leave_per_hour, Ev::Leave),
+            (pop.fail_per_hour, Ev::Fail),
+        ] {
+            if rate > 0.0 {
+                let gap = sim.churn_gap(rate);
+                sim.push(gap, ev);
+            }
+        }
+        Ok(sim)
+    }
+
+    fn push(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse(Queued {
+            at,
+            seq: self.seq,
+            ev,
+        }));
+    }
+
+    fn churn_gap(&mut self, per_hour: f64) -> u64 {
+        let u = unit(&mut self.churn_rng);
+        (-(1.0 - u).ln() / per_hour * 3_600_000.0).ceil() as u64 + 1
+    }
+
+    fn add_node(&mut self) -> Result<(), SimError> {
+        let index = self.nodes.len();
+        let id = node_id(index);
+        let pop = &self.sc.population;
+        let power = draw(&mut self.pop_rng, &pop.power).round().max(1.0) as u64;
+        let total: u32 = pop.architectures.iter().map(|a| a.weight).sum();
+        let mut pick = (unit(&mut self.pop_rng) * f64::from(total)) as u32;
+        let mut arch_name = "x86_64";
+        for a in &pop.architectures {
+            if pick < a.weight {
+                arch_name = &a.name;
+                break;
+            }
+            pick -= a.weight;
+        }
+        let arch = Arch::new(arch_name).map_err(SimError::Scenario)?;
+        let reserve = pop
+            .reserve_price
+            .as_ref()
+            .map(|d| price_of(draw(&mut self.pop_rng, d)))
+            .unwrap_or(Price::ZERO);
+        let is_client = unit(&mut self.pop_rng) < pop.clients;
+        let runs_balancer = pop
+            .balancer_nodes
+            .is_none_or(|n| (index as u64) < u64::from(n));
+        let balancer = if runs_balancer && self.strategy.kind != NO_BALANCER {
+            let section = ComponentSection {
+                kind: self.strategy.kind.clone(),
+                path: self.strategy.path.clone(),
+                options: self.strategy.options.clone(),
+            };
+            Some(
+                self.registry
+                    .balancer(&section)
+                    .map_err(|e| SimError::Component(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let scheduler = if is_client {
+            let j = &self.sc.jobs.scheduler;
+            let section = ComponentSection {
+                kind: j.kind.clone(),
+                path: j.path.clone(),
+                options: j.options.clone(),
+            };
+            Some(
+                self.registry
+                    .scheduler(&section)
+                    .map_err(|e| SimError::Component(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let ip = Ipv4Addr::from(0x0A00_0000u32 | (index as u32 & 0x00FF_FFFF));
+        let node = SimNode {
+            id,
+            addr: Endpoint(SocketAddr::V4(SocketAddrV4::new(ip, 7100))),
+            power,
+            arch,
+            reserve,
+            is_client,
+            alive: true,
+            life: 0,
+            seq: 0,
+            ticks: 0,
+            idle: true,
+            queue: 0,
+            market: Market::new(MarketConfig {
+                me: id,
+                initial_price: self.sc.initial_price,
+                repeat_ms: self.sc.tick_ms,
+                round_timeout_ms: self.expiry_ms.saturating_mul(3),
+            }),
+            balancer,
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            tasks_done: 0,
+            scheduler,
+            jobs: BTreeMap::new(),
+            job_seq: 0,
+            down: BTreeMap::new(),
+            meters: BTreeMap::new(),
+            next_receipt: 1,
+            last_settle_ms: self.now,
+            schedule_queued: false,
+        };
+        self.ledger.open_account(id);
+        if is_client {
+            self.clients.push(index);
+        }
+        self.index.insert(id, index);
+        self.nodes.push(node);
+        Ok(())
+    }
+
+    /// Runs to the end of the scenario; `progress(virtual ms)` is called
+    /// at every sample.
+    pub fn run(mut self, progress: &dyn Fn(u64)) -> Result<RunOutput, SimError> {
+        let end = self.sc.duration_s.saturating_mul(1000);
+        while let Some(Reverse(q)) = self.queue.pop() {
+            if q.at > end {
+                break;
+            }
+            self.now = q.at;
+            match q.ev {
+                Ev::Tick => {
+                    self.tick()?;
+                    self.push(self.now + self.sc.tick_ms, Ev::Tick);
+                }
+                Ev::Sample => {
+                    self.sample()?;
+                    progress(self.now);
+                    self.push(self.now + self.sc.sample_every_s * 1000, Ev::Sample);
+                }
+                Ev::Arrival => {
+                    self.arrival()?;
+                    self.next_arrival();
+                }
+                Ev::Burst(n) => {
+                    for _ in 0..n {
+                        self.arrival()?;
+                    }
+                }
+                Ev::Join => {
+                    self.add_node()?;
+                    let gap = self.churn_gap(self.sc.population.join_per_hour);
+                    self.push(self.now + gap, Ev::Join);
+                }
+                Ev::Leave => {
+                    if let Some(i) = self.pick_alive() {
+                        self.kill(i, true);
+                    }
+                    let gap = self.churn_gap(self.sc.population.leave_per_hour);
+                    self.push(self.now + gap, Ev::Leave);
+                }
+                Ev::Fail => {
+                    if let Some(i) = self.pick_alive() {
+                        self.kill(i, false);
+                    }
+                    let gap = self.churn_gap(self.sc.population.fail_per_hour);
+                    self.push(self.now + gap, Ev::Fail);
+                }
+                Ev::PartitionStart(f) => self.partition = Some(f),
+                Ev::PartitionEnd => self.partition = None,
+                Ev::Frame { to, from, frame } => self.on_frame(to, from, *frame)?,
+                Ev::Round {
+                    from,
+                    domain,
+                    message,
+                } => self.on_round(from, domain, *message)?,
+                Ev::Votes { domain, votes } => {
+                    for (from, vote) in votes {
+                        self.on_round(from, domain, vote)?;
+                    }
+                }
+                Ev::TaskDone { node, life, key } => self.on_task_done(node, life, key),
+                Ev::Schedule(i) => {
+                    if let Some(n) = self.nodes.get_mut(i) {
+                        n.schedule_queued = false;
+                    }
+                    self.schedule(i)?;
+                }
+            }
+        }
+        self.finish();
+        Ok(self.out)
+    }
+
+    fn pick_alive(&mut self) -> Option<usize> {
+        let alive: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes.get(i).is_some_and(|n| n.alive))
+            .collect();
+        if alive.len() <= 1 {
+            return None;
+        }
+        let k = (unit(&mut self.churn_rng) * alive.len() as f64) as usize;
+        alive.get(k).copied()
+    }
+
+    /// Which side of the current partition a node is on.
+    fn domain(&self, i: usize) -> usize {
+        match self.partition {
+            Some(f) if (splitmix(i as u64 ^ 0x5157) >> 11) as f64 / (1u64 << 53) as f64 <= f => 1,
+            _ => 0,
+        }
+    }
+
+    /// Where a beacon from node `i` is heard.
+    fn beacon_domains(&self, i: usize) -> std::ops::Range<usize> {
+        if self.partition.is_some() {
+            let d = self.domain(i);
+            d..d + 1
+        } else {
+            0..self.books.len()
+        }
+    }
+
+    fn lost(&mut self) -> bool {
+        self.sc.links.loss > 0.0 && unit(&mut self.link_rng) < self.sc.links.loss
+    }
+
+    fn latency(&mut self) -> u64 {
+        let j = self.sc.links.jitter_ms;
+        let extra = if j > 0 {
+            self.link_rng.next_u64() % (j + 1)
+        } else {
+            0
+        };
+        self.sc.links.latency_ms + extra
+    }
+
+    fn beacon(&mut self, i: usize, message: Message) {
+        let Some(n) = self.nodes.get_mut(i) else {
+            return;
+        };
+        n.seq += 1;
+        let hand = matches!(message, Message::Hand(_));
+        let c = n.market.committed();
+        let offers = n.market.price() >= n.reserve;
+        let b = VerifiedBeacon {
+            node: n.id,
+            seq: n.seq,
+            price: n.market.price(),
+            cert_der: hand.then(Vec::new),
+            protocol: hand.then(|| PROTOCOL_VERSION.to_string()),
+            software: hand.then(|| SOFTWARE.to_string()),
+            queue: matches!(message, Message::Idle { .. }).then_some(n.queue),
+            slots: hand.then_some(if offers { self.sc.population.slots } else { 0 }),
+            epoch: hand.then_some((c.epoch, c.proposer)),
+            message,
+        };
+        let src = n.addr.0;
+        let domains = self.beacon_domains(i);
+        let last = domains.end.saturating_sub(1);
+        let mut b = Some(b);
+        for d in domains {
+            if self.lost() {
+                continue;
+            }
+            let beacon = if d == last { b.take() } else { b.clone() };
+            if let (Some(book), Some(beacon)) = (self.books.get_mut(d), beacon) {
+                let _ = book.handle_beacon(self.now, src, beacon);
+            }
+        }
+    }
+
+    fn remaining(&self, i: usize) -> Bounty {
+        let Some(n) = self.nodes.get(i) else {
+            return Bounty::ZERO;
+        };
+        let unsettled: i128 = n
+            .meters
+            .values()
+            .map(|m| i128::from(m.charge.micros()))
+            .sum();
+        let left = self.ledger.balance(&n.id) - unsettled;
+        Bounty::from_micros(u64::try_from(left.max(0)).unwrap_or(u64::MAX))
+    }
+
+    fn tick(&mut self) -> Result<(), SimError> {
+        let now = self.now;
+        // Beacons: Hand every tick; Idle on change and every few ticks.
+        for i in 0..self.nodes.len() {
+            let Some(n) = self.nodes.get_mut(i) else {
+                continue;
+            };
+            if !n.alive {
+                continue;
+            }
+            n.ticks += 1;
+            let load = (n.running.len() + n.waiting.len()) as u64;
+            let pending: u64 = n.jobs.values().map(|j| j.tracker.pending_count()).sum();
+            let idle = load == 0;
+            let queue = load.saturating_add(pending);
+            let changed = idle != n.idle || queue != n.queue;
+            n.idle = idle;
+            n.queue = queue;
+            let repeat = n.ticks % IDLE_REPEAT_TICKS == 0;
+            let hand = Hand {
+                addr: n.addr,
+                power: n.power,
+                arch: n.arch.clone(),
+                is_client: n.is_client,
+                remaining_bounty: None,
+            };
+            let is_client = n.is_client;
+            let hand = Hand {
+                remaining_bounty: is_client.then(|| self.remaining(i)),
+                ..hand
+            };
+            self.beacon(i, Message::Hand(hand));
+            if changed || repeat {
+                self.beacon(i, Message::Idle { idle });
+            }
+        }
+        // The books: expiries and what changed.
+        let mut greatest: Vec<Option<Committed>> = vec![None; self.books.len()];
+        let mut departed: Vec<(usize, NodeId)> = Vec::new();
+        for (d, book) in self.books.iter_mut().enumerate() {
+            book.handle_timeout(now);
+            while let Some(ev) = book.poll_event() {
+                match ev {
+                    BookEvent::Departed(id, _) => departed.push((d, id)),
+                    BookEvent::PeerCommitted(_, state) => {
+                        if let Some(g) = greatest.get_mut(d) {
+                            if g.is_none_or(|g| state.key() > g.key()) {
+                                *g = Some(state);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let (mut in_pool, mut supply, mut nodes) = (0u64, 0u64, 0u32);
+            for p in book.peers() {
+                nodes = nodes.saturating_add(1);
+                in_pool = in_pool.saturating_add(p.queue);
+                if p.slots > 0 && p.idle {
+                    supply = supply.saturating_add(p.power);
+                }
+            }
+            if let Some(s) = self.samples.get_mut(d) {
+                *s = Some(MarketSample {
+                    at_ms: now,
+                    price: Price::ZERO,
+                    pressure_milli: market::pressure_milli(in_pool, nodes),
+                    demand_tasks: in_pool,
+                    supply_mflops: supply,
+                    nodes: nodes.max(1),
+                });
+            }
+            if let Some(l) = self.live.get_mut(d) {
+                l.clear();
+                l.extend(book.peers().map(|p| p.id));
+            }
+            if let (Some(v), Some(s)) = (self.views.get_mut(d), self.view_slots.get_mut(d)) {
+                v.clear();
+                s.clear();
+                for p in book.peers() {
+                    v.push(PeerView {
+                        id: p.id,
+                        addr: p.addr,
+                        power: p.power,
+                        arch: p.arch.clone(),
+                        compute: p.slots > 0,
+                        compatible: p.compatible,
+                        free_slots: 0,
+                        queue: u32::try_from(p.queue).unwrap_or(u32::MAX),
+                        avg_task_micros: None,
+                    });
+                    s.push(p.slots);
+                }
+            }
+        }
+        for (d, id) in departed {
+            for i in 0..self.nodes.len() {
+                if self.domain(i) != d {
+                    continue;
+                }
+                if let Some(n) = self.nodes.get_mut(i) {
+                    if n.alive && !n.jobs.is_empty() {
+                        for j in n.jobs.values_mut() {
+                            j.tracker.on_node_lost(id);
+                        }
+                        self.queue_schedule(i, 0);
+                    }
+                }
+            }
+        }
+        // Every node: adopt greater committed states, run timers, sample
+        // the market, settle.
+        for i in 0..self.nodes.len() {
+            let d = self.domain(i);
+            let Some(n) = self.nodes.get_mut(i) else {
+                continue;
+            };
+            if !n.alive {
+                continue;
+            }
+            if let Some(state) = greatest.get(d).copied().flatten() {
+                n.market.on_peer_state(state);
+            }
+            let mut timers = false;
+            for j in n.jobs.values_mut() {
+                j.tracker.handle_timeout(now);
+                timers |= j.tracker.pending_count() > 0;
+            }
+            let live = self.live.get(d).map(Vec::as_slice).unwrap_or_default();
+            if let Some(mut sample) = self.samples.get(d).copied().flatten() {
+                sample.price = n.market.price();
+                if let Some(b) = &mut n.balancer {
+                    let proposal = b.on_sample(&sample);
+                    if self.opts.trace_node == Some(i) {
+                        self.out.trace.push(TraceEvent::Sample {
+                            sample,
+                            proposal: proposal.clone(),
+                        });
+                    }
+                    if let Some(p) = proposal {
+                        n.market.propose(now, p.price, p.evidence, live);
+                    }
+                }
+            }
+            n.market.handle_timeout(now, live);
+            self.flush_market(i, d);
+            if timers {
+                self.queue_schedule(i, 0);
+            }
+            self.settle_if_due(i, false)?;
+        }
+        Ok(())
+    }
+
+    fn flush_market(&mut self, i: usize, d: usize) {
+        self.flush_market_batching(i, d, None);
+    }
+
+    /// As [`Sim::flush_market`]; votes go into `votes` (per proposer) when
+    /// given, to travel as one event.
+    fn flush_market_batching(
+        &mut self,
+        i: usize,
+        d: usize,
+        mut votes: Option<&mut BTreeMap<usize, Vec<(usize, Message)>>>,
+    ) {
+        let Some(n) = self.nodes.get_mut(i) else {
+            return;
+        };
+        let outputs = n.market.drain();
+        for out in outputs {
+            match out {
+                MarketOutput::Broadcast(Message::Vote {
+                    epoch,
+                    proposer,
+                    yes,
+                }) if votes.is_some() => {
+                    let to = self.index.get(&proposer).copied();
+                    if let (Some(batch), Some(to)) = (votes.as_deref_mut(), to) {
+                        let vote = Message::Vote {
+                            epoch,
+                            proposer,
+                            yes,
+                        };
+                        batch.entry(to).or_default().push((i, vote));
+                    }
+                }
+                MarketOutput::Broadcast(message) => {
+                    let at = self.now + self.latency();
+                    self.push(
+                        at,
+                        Ev::Round {
+                            from: i,
+                            domain: d,
+                            message: Box::new(message),
+                        },
+                    );
+                }
+                MarketOutput::Committed(c) => {
+                    if let Some(n) = self.nodes.get_mut(i) {
+                        if let Some(b) = &mut n.balancer {
+                            b.on_commit(c.price);
+                            if self.opts.trace_node == Some(i) {
+                                self.out.trace.push(TraceEvent::Commit(c.price));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_round(&mut self, from: usize, domain: usize, message: Message) -> Result<(), SimError> {
+        let Some(sender) = self.nodes.get(from).map(|n| n.id) else {
+            return Ok(());
+        };
+        // The book passes on round messages from its members only.
+        if self
+            .books
+            .get(domain)
+            .and_then(|b| b.peer(&sender))
+            .is_none()
+        {
+            return Ok(());
+        }
+        // A vote matters only to the proposer it names.
+        let targets = match &message {
+            Message::Vote { proposer, .. } => match self.index.get(proposer) {
+                Some(&p) => p..p + 1,
+                None => 0..0,
+            },
+            _ => 0..self.nodes.len(),
+        };
+        let mut votes: BTreeMap<usize, Vec<(usize, Message)>> = BTreeMap::new();
+        for i in targets {
+            if i == from || self.domain(i) != domain || self.lost() {
+                continue;
+            }
+            let now = self.now;
+            let Some(n) = self.nodes.get_mut(i) else {
+                continue;
+            };
+            if !n.alive {
+                continue;
+            }
+            let live = self.live.get(domain).map(Vec::as_slice).unwrap_or_default();
+            n.market.on_message(now, sender, &message, live);
+            self.flush_market_batching(i, domain, Some(&mut votes));
+        }
+        // The votes this message drew reach each proposer after one latency.
+        for (_, batch) in votes {
+            let at = self.now + self.latency();
+            self.push(
+                at,
+                Ev::Votes {
+                    domain,
+                    votes: batch,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn next_arrival(&mut self) {
+        let j = &self.sc.jobs;
+        let peak = j.surge.as_ref().map_or(1.0, |s| s.factor.max(1.0));
+        let max_rate = j.rate_per_s * peak;
+        if max_rate <= 0.0 {
+            return;
+        }
+        // Thinning: draw at the peak rate, keep with probability rate(t)/peak.
+        let mut t = self.now as f64;
+        loop {
+            let u = unit(&mut self.arrivals_rng);
+            t += -(1.0 - u).ln() / max_rate * 1000.0;
+            if t > (self.sc.duration_s * 1000) as f64 {
+                return;
+            }
+            let at_s = t / 1000.0;
+            let rate = match &j.surge {
+                Some(s) if at_s >= s.at_s as f64 && at_s < s.until_s as f64 => {
+                    j.rate_per_s * s.factor
+                }
+                _ => j.rate_per_s,
+            };
+            if unit(&mut self.arrivals_rng) * max_rate < rate {
+                self.push(t.ceil() as u64, Ev::Arrival);
+                return;
+            }
+        }
+    }
+
+    fn arrival(&mut self) -> Result<(), SimError> {
+        let j = &self.sc.jobs;
+        let rng = &mut self.arrivals_rng;
+        let tasks = draw(rng, &j.tasks).round().max(1.0) as u64;
+        let works: Vec<u64> = (0..tasks)
+            .map(|_| draw(rng, &j.task_mflop).round().max(1.0) as u64)
+            .collect();
+        let max_price = j.max_price.as_ref().map(|d| price_of(draw(rng, d)));
+        let arch = if unit(rng) < j.arch_constrained {
+            let pop = &self.sc.population;
+            let total: u32 = pop.architectures.iter().map(|a| a.weight).sum();
+            let mut pick = (unit(rng) * f64::from(total)) as u32;
+            let mut name = None;
+            for a in &pop.architectures {
+                if pick < a.weight {
+                    name = Some(a.name.clone());
+                    break;
+                }
+                pick -= a.weight;
+            }
+            name.and_then(|n| Arch::new(n).ok())
+        } else {
+            None
+        };
+        let pick = unit(rng);
+        let clients = &self.clients;
+        let Some(&c) = clients.get((pick * clients.len() as f64) as usize) else {
+            return Ok(());
+        };
+        let budget = j.budget.min(self.remaining(c));
+        let (max_attempts, timeout, est) = (j.max_attempts, j.task_timeout_s, j.est_task_ms);
+        let Some(n) = self.nodes.get_mut(c) else {
+            return Ok(());
+        };
+        if max_price.is_some_and(|m| n.market.price() > m) {
+            self.deterred += 1;
+            return Ok(());
+        }
+        n.job_seq += 1;
+        let id = JobId(((c as u64) << 32) | n.job_seq);
+        let spec = JobSpec {
+            id,
+            client: n.id,
+            kernel: KernelName::new("sim").map_err(SimError::Scenario)?,
+            inputs: works
+                .iter()
+                .map(|w| Bytes::copy_from_slice(&w.to_be_bytes()))
+                .collect(),
+            budget,
+            constraints: Constraints { arch, min_power: 0 },
+            max_attempts: max_attempts.max(1),
+            task_timeout_ms: timeout.saturating_mul(1000).max(1),
+            est_task_micros: est.saturating_mul(1000).max(1),
+        };
+        n.jobs.insert(
+            id,
+            SimJob {
+                tracker: JobTracker::new(spec),
+                submitted_ms: self.now,
+            },
+        );
+        self.submitted += 1;
+        self.schedule(c)
+    }
+
+    fn queue_schedule(&mut self, i: usize, delay: u64) {
+        let Some(n) = self.nodes.get_mut(i) else {
+            return;
+        };
+        if n.schedule_queued || !n.alive {
+            return;
+        }
+        n.schedule_queued = true;
+        self.push(self.now + delay, Ev::Schedule(i));
+    }
+
+    /// The client's scheduling round: place pending tasks, send commands,
+    /// close finished jobs (as the node's client does after each event).
+    fn schedule(&mut self, i: usize) -> Result<(), SimError> {
+        let now = self.now;
+        let d = self.domain(i);
+        let Some(n) = self.nodes.get_mut(i) else {
+            return Ok(());
+        };
+        if !n.alive {
+            return Ok(());
+        }
+        n.down.retain(|_, until| now < *until);
+        let price = n.market.price();
+        let me = n.id;
+        let ids: Vec<JobId> = n.jobs.keys().copied().collect();
+        let mut sends: Vec<(NodeId, Frame)> = Vec::new();
+        // The domain's peers as of the last tick (rebuilt every tick),
+        // sorted by id; their slots beside them.
+        let mut views = self
+            .views
+            .get_mut(d)
+            .map(std::mem::take)
+            .unwrap_or_default();
+        let slots = self
+            .view_slots
+            .get_mut(d)
+            .map(std::mem::take)
+            .unwrap_or_default();
+        // Tasks this client has in flight per node, over all its jobs.
+        let mut used: BTreeMap<NodeId, u64> = BTreeMap::new();
+        for j in n.jobs.values() {
+            for (node, t) in j.tracker.tallies() {
+                if t.in_flight > 0 {
+                    *used.entry(*node).or_insert(0) += u64::from(t.in_flight);
+                }
+            }
+        }
+        for id in &ids {
+            let Some(job) = n.jobs.get(id) else { continue };
+            if job.tracker.is_finished() || job.tracker.pending_count() == 0 {
+                continue;
+            }
+            let tracker = &job.tracker;
+            let est = tracker.est_task_micros();
+            let capacity = |slots: u32, avg: Option<u64>| {
+                let per_task = avg.unwrap_or(est).max(1);
+                let depth = (QUEUED_WORK_PER_SLOT_US / per_task).clamp(1, MAX_PIPELINE_PER_SLOT);
+                u64::from(slots).saturating_mul(depth)
+            };
+            // Every peer at the job's estimate, then the few this client
+            // knows more of: measured times, tasks in flight, links down,
+            // itself (listed with no room).
+            for (v, slots) in views.iter_mut().zip(&slots) {
+                v.free_slots = u32::try_from(capacity(*slots, None)).unwrap_or(u32::MAX);
+                v.avg_task_micros = None;
+            }
+            let special = tracker
+                .tallies()
+                .keys()
+                .chain(used.keys())
+                .chain(n.down.keys())
+                .chain(std::iter::once(&me));
+            for node in special {
+                let Ok(k) = views.binary_search_by(|v| v.id.cmp(node)) else {
+                    continue;
+                };
+                let (Some(v), Some(slots)) = (views.get_mut(k), slots.get(k)) else {
+                    continue;
+                };
+                let avg = tracker.avg_micros_on(node);
+                let in_use = used.get(node).copied().unwrap_or(0);
+                let excluded = *node == me || n.down.contains_key(node);
+                let room = if excluded {
+                    0
+                } else {
+                    capacity(*slots, avg).saturating_sub(in_use)
+                };
+                v.free_slots = u32::try_from(room).unwrap_or(u32::MAX);
+                v.avg_task_micros = avg;
+            }
+            let free: usize = views.iter().map(|v| v.free_slots as usize).sum();
+            let pending = tracker.pending_tasks(free.max(1));
+            if pending.is_empty() {
+                continue;
+            }
+            let request = PlacementRequest {
+                client: me,
+                peers: &views,
+                price,
+                budget_left: tracker.budget_left(),
+                est_task_micros: tracker.est_task_micros(),
+                pending: &pending,
+                constraints: &tracker.spec().constraints,
+            };
+            let Some(scheduler) = n.scheduler.as_mut() else {
+                continue;
+            };
+            let plan = scheduler.place(&request);
+            if let Some(job) = n.jobs.get_mut(id) {
+                job.tracker.apply_plan(now, plan);
+            }
+        }
+        if let Some(v) = self.views.get_mut(d) {
+            *v = views;
+        }
+        if let Some(v) = self.view_slots.get_mut(d) {
+            *v = slots;
+        }
+        // Commands, as frames.
+        for id in &ids {
+            let Some(job) = n.jobs.get_mut(id) else {
+                continue;
+            };
+            let kernel = job.tracker.spec().kernel.clone();
+            while let Some(cmd) = job.tracker.poll_command() {
+                let (node, frame) = match cmd {
+                    JobCommand::Place {
+                        node,
+                        task,
+                        input,
+                        result_to,
+                    } => {
+                        let m = Message::Task {
+                            job: *id,
+                            task,
+                            kernel: kernel.clone(),
+                        };
+                        let mut f = Frame::new(price, m).with_body(Body::from_bytes(input));
+                        if let Some(r) = result_to {
+                            f = f.with_header("Result-To", r.to_string());
+                        }
+                        (node, f)
+                    }
+                    JobCommand::Cancel { node, task } => (
+                        node,
+                        Frame::new(
+                            price,
+                            Message::Cancel {
+                                job: *id,
+                                task: Some(task),
+                            },
+                        ),
+                    ),
+                    JobCommand::Integrate { node, tasks } => (
+                        node,
+                        Frame::new(
+                            price,
+                            Message::Integrate {
+                                job: *id,
+                                tasks,
+                                kernel: kernel.clone(),
+                            },
+                        ),
+                    ),
+                    JobCommand::Forget { node } => (
+                        node,
+                        Frame::new(
+                            price,
+                            Message::Cancel {
+                                job: *id,
+                                task: None,
+                            },
+                        ),
+                    ),
+                };
+                sends.push((node, frame));
+            }
+        }
+        // Finished jobs.
+        let mut ended = false;
+        for id in &ids {
+            let finished = n.jobs.get(id).is_some_and(|j| j.tracker.is_finished());
+            if !finished {
+                continue;
+            }
+            let Some(job) = n.jobs.remove(id) else {
+                continue;
+            };
+            ended = true;
+            match job.tracker.outcome() {
+                Some(JobOutcome::Failed(_)) => self.failed += 1,
+                _ => {
+                    self.done += 1;
+                    self.latencies.push(now.saturating_sub(job.submitted_ms));
+                }
+            }
+        }
+        let mut unreachable = Vec::new();
+        for (to, frame) in sends {
+            if !self.send(i, to, frame) {
+                unreachable.push(to);
+            }
+        }
+        if !unreachable.is_empty() {
+            let down_ms = self.expiry_ms;
+            if let Some(n) = self.nodes.get_mut(i) {
+                for to in unreachable {
+                    n.down.insert(to, now.saturating_add(down_ms));
+                    for j in n.jobs.values_mut() {
+                        j.tracker.on_node_lost(to);
+                    }
+                }
+            }
+            self.queue_schedule(i, self.sc.jobs.schedule_delay_ms.max(1));
+        }
+        if ended {
+            self.settle_if_due(i, true)?;
+        }
+        Ok(())
+    }
+
+    /// Sends a frame over the link from `from` to `to`; false when the link
+    /// cannot be made (the node is gone or across a partition).
+    fn send(&mut self, from: usize, to: NodeId, frame: Frame) -> bool {
+        let Some(&t) = self.index.get(&to) else {
+            return false;
+        };
+        let reachable =
+            self.nodes.get(t).is_some_and(|n| n.alive) && self.domain(t) == self.domain(from);
+        if !reachable {
+            return false;
+        }
+        let at = self.now + self.latency();
+        self.push(
+            at,
+            Ev::Frame {
+                to: t,
+                from,
+                frame: Box::new(frame),
+            },
+        );
+        true
+    }
+
+    fn on_frame(&mut self, to: usize, from: usize, frame: Frame) -> Result<(), SimError> {
+        let now = self.now;
+        let d = self.domain(to);
+        if self.domain(from) != d {
+            return Ok(());
+        }
+        let Some(sender) = self.nodes.get(from).map(|n| n.id) else {
+            return Ok(());
+        };
+        let Some(n) = self.nodes.get_mut(to) else {
+            return Ok(());
+        };
+        if !n.alive {
+            return Ok(());
+        }
+        match frame.message {
+            Message::Task { job, task, .. } => {
+                let body = frame.body.map(|b| b.to_bytes()).unwrap_or_default();
+                let mflop = body
+                    .get(..8)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(1);
+                let result_to = frame.headers.get("Result-To").and_then(|v| v.parse().ok());
+                n.waiting.push_back(Work {
+                    job,
+                    task,
+                    client: from,
+                    result_to,
+                    mflop,
+                });
+                self.start_tasks(to);
+            }
+            Message::Cancel {
+                job,
+                task: Some(task),
+            } => {
+                n.waiting
+                    .retain(|w| !(w.job == job && w.task == task && w.client == from));
+                for r in &mut n.running {
+                    if r.work.job == job && r.work.task == task && r.work.client == from {
+                        r.cancelled = true;
+                    }
+                }
+            }
+            Message::Cancel { task: None, .. } => {}
+            Message::Result { job, task, ok } if frame.headers.get("Client").is_some() => {
+                // We integrate for the client: hold the result, tell it.
+                let Some(client) = frame.headers.get("Client").and_then(|v| v.parse().ok()) else {
+                    return Ok(());
+                };
+                let mut notice = Frame::new(frame.price, Message::Result { job, task, ok });
+                for name in ["Elapsed-Us", "Power"] {
+                    if let Some(v) = frame.headers.get(name) {
+                        notice = notice.with_header(name, v.to_string());
+                    }
+                }
+                let notice = notice.with_header("Worker", sender.to_string());
+                self.send(to, client, notice);
+            }
+            Message::Integrate { job, .. } => {
+                let answer = Frame::new(n.market.price(), Message::Integrated { job, ok: true });
+                self.send(to, sender, answer);
+            }
+            Message::Result { job, task, ok } => {
+                let Some(j) = n.jobs.get_mut(&job) else {
+                    return Ok(());
+                };
+                let (worker, held_by) = match frame.headers.get("Worker") {
+                    Some(w) => match w.parse::<NodeId>() {
+                        Ok(w) => (w, Some(sender)),
+                        Err(_) => return Ok(()),
+                    },
+                    None => (sender, None),
+                };
+                let micros = frame
+                    .headers
+                    .get("Elapsed-Us")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let promised = self
+                    .books
+                    .get(d)
+                    .and_then(|b| b.peer(&worker))
+                    .map(|p| p.power)
+                    .unwrap_or(0);
+                let power = frame
+                    .headers
+                    .get("Power")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(promised)
+                    .min(promised);
+                let report = TaskReport {
+                    node: worker,
+                    task,
+                    ok,
+                    body: frame.body.map(|b| b.to_bytes()).unwrap_or_default(),
+                    micros,
+                    power,
+                    held_by,
+                };
+                if let Some(charge) = j.tracker.on_result(now, report, frame.price) {
+                    let m = n
+                        .meters
+                        .entry((job, worker, frame.price, power))
+                        .or_default();
+                    m.tasks += 1;
+                    m.micros = m.micros.saturating_add(micros);
+                    m.charge = m.charge.checked_add(charge).unwrap_or(m.charge);
+                }
+                self.queue_schedule(to, self.sc.jobs.schedule_delay_ms);
+            }
+            Message::Integrated { job, ok } => {
+                if let Some(j) = n.jobs.get_mut(&job) {
+                    let r = if ok {
+                        Ok(Bytes::new())
+                    } else {
+                        Err("integration failed".to_string())
+                    };
+                    j.tracker.on_integrated(sender, r);
+                }
+                self.queue_schedule(to, 0);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn start_tasks(&mut self, i: usize) {
+        let slots = self.sc.population.slots as usize;
+        loop {
+            let Some(n) = self.nodes.get_mut(i) else {
+                return;
+            };
+            if n.running.len() >= slots {
+                return;
+            }
+            let Some(work) = n.waiting.pop_front() else {
+                return;
+            };
+            let micros = work.mflop.saturating_mul(1_000_000) / n.power.max(1);
+            self.next_key += 1;
+            let key = self.next_key;
+            let life = n.life;
+            n.running.push(Running {
+                work,
+                key,
+                micros,
+                cancelled: false,
+            });
+            let at = self.now + micros.div_ceil(1000).max(1);
+            self.push(at, Ev::TaskDone { node: i, life, key });
+        }
+    }
+
+    fn on_task_done(&mut self, i: usize, life: u32, key: u64) {
+        let Some(n) = self.nodes.get_mut(i) else {
+            return;
+        };
+        if !n.alive || n.life != life {
+            return;
+        }
+        let Some(pos) = n.running.iter().position(|r| r.key == key) else {
+            return;
+        };
+        let r = n.running.swap_remove(pos);
+        if !r.cancelled {
+            n.tasks_done += 1;
+            let price = n.market.price();
+            let power = n.power;
+            let mut frame = Frame::new(
+                price,
+                Message::Result {
+                    job: r.work.job,
+                    task: r.work.task,
+                    ok: true,
+                },
+            )
+            .with_header("Elapsed-Us", r.micros.to_string())
+            .with_header("Power", power.to_string());
+            let client_id = self.nodes.get(r.work.client).map(|c| c.id);
+            let to = match (r.work.result_to, client_id) {
+                (Some(integrator), Some(client)) if integrator != client => {
+                    frame = frame.with_header("Client", client.to_string());
+                    Some(integrator)
+                }
+                (_, client) => client,
+            };
+            if let Some(to) = to {
+                self.send(i, to, frame);
+            }
+        }
+        self.start_tasks(i);
+    }
+
+    /// A node goes away: with a Leave beacon, or silently (a crash).
+    fn kill(&mut self, i: usize, leave: bool) {
+        if leave {
+            if let Some(addr) = self.nodes.get(i).map(|n| n.addr) {
+                self.beacon(i, Message::Leave { addr });
+            }
+        }
+        let Some(n) = self.nodes.get_mut(i) else {
+            return;
+        };
+        n.alive = false;
+        n.life += 1;
+        self.clients.retain(|&c| c != i);
+        n.waiting.clear();
+        n.running.clear();
+        self.lost += n.jobs.len() as u64;
+        n.jobs.clear();
+        // Unsettled charges die with the payer: no receipt, no money moves.
+        n.meters.clear();
+        if leave {
+            for book in &mut self.books {
+                while book.poll_event().is_some() {}
+            }
+            let id = self.nodes.get(i).map(|n| n.id);
+            if let Some(id) = id {
+                for c in 0..self.nodes.len() {
+                    let Some(n) = self.nodes.get_mut(c) else {
+                        continue;
+                    };
+                    if n.alive && !n.jobs.is_empty() {
+                        for j in n.jobs.values_mut() {
+                            j.tracker.on_node_lost(id);
+                        }
+                        self.queue_schedule(c, 0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Turns open meters into receipts on job end or when the settlement
+    /// period has passed.
+    fn settle_if_due(&mut self, i: usize, job_ended: bool) -> Result<(), SimError> {
+        let now = self.now;
+        let every = self.sc.settle_every_s * 1000;
+        let Some(n) = self.nodes.get_mut(i) else {
+            return Ok(());
+        };
+        if n.meters.is_empty() || !(job_ended || now.saturating_sub(n.last_settle_ms) >= every) {
+            return Ok(());
+        }
+        n.last_settle_ms = now;
+        let meters = std::mem::take(&mut n.meters);
+        let market_price = n.market.price();
+        for ((job, payee, price, power), m) in meters {
+            if m.charge == Bounty::ZERO && m.micros == 0 {
+                continue;
+            }
+            let fields = ReceiptFields {
+                job,
+                payer: n.id,
+                payee,
+                seq: n.next_receipt,
+                price,
+                power,
+                tasks: m.tasks,
+                micros: m.micros,
+                fuel: None,
+                charge: m.charge,
+                issued: SIM_EPOCH_S + now / 1000,
+                market_price,
+            };
+            n.next_receipt += 1;
+            self.ledger.settle(fields)?;
+        }
+        Ok(())
+    }
+
+    fn sample(&mut self) -> Result<(), SimError> {
+        self.ledger.check_conservation()?;
+        let mut prices: BTreeMap<Price, u64> = BTreeMap::new();
+        let (mut alive, mut busy, mut queue, mut pending, mut epoch_max) =
+            (0u64, 0u64, 0u64, 0u64, 0u64);
+        let mut tasks_done = 0u64;
+        for n in &self.nodes {
+            tasks_done += n.tasks_done;
+            if !n.alive {
+                continue;
+            }
+            alive += 1;
+            *prices.entry(n.market.price()).or_insert(0) += 1;
+            busy += n.running.len() as u64;
+            queue += (n.running.len() + n.waiting.len()) as u64;
+            pending += n
+                .jobs
+                .values()
+                .map(|j| j.tracker.pending_count())
+                .sum::<u64>();
+            epoch_max = epoch_max.max(n.market.committed().epoch);
+        }
+        let modal = prices
+            .iter()
+            .max_by_key(|(p, c)| (**c, Reverse(**p)))
+            .map(|(p, _)| *p)
+            .unwrap_or(Price::ZERO);
+        let price_max = prices.keys().next_back().copied().unwrap_or(Price::ZERO);
+        let s = self.samples.first().copied().flatten();
+        let fresh = self.latencies.get(self.latency_mark..).unwrap_or_default();
+        let latency_mean_s = if fresh.is_empty() {
+            0.0
+        } else {
+            fresh.iter().sum::<u64>() as f64 / fresh.len() as f64 / 1000.0
+        };
+        self.latency_mark = self.latencies.len();
+        let slots = alive * u64::from(self.sc.population.slots);
+        self.out.series.push(SeriesRow {
+            time_s: self.now as f64 / 1000.0,
+            nodes: alive,
+            price: units(i128::from(modal.micros())),
+            price_max: units(i128::from(price_max.micros())),
+            epoch_max,
+            pressure: s.map_or(0.0, |s| s.pressure_milli as f64 / 1000.0),
+            demand_tasks: s.map_or(0, |s| s.demand_tasks),
+            supply_mflops: s.map_or(0, |s| s.supply_mflops),
+            queue,
+            pending,
+            utilisation: if slots == 0 {
+                0.0
+            } else {
+                busy as f64 / slots as f64
+            },
+            jobs_submitted: self.submitted,
+            jobs_done: self.done,
+            jobs_failed: self.failed,
+            jobs_deterred: self.deterred,
+            jobs_lost: self.lost,
+            latency_mean_s,
+            tasks_done,
+            receipts: self.ledger.receipts(),
+            money_total: units(self.ledger.total()),
+            conserved: true,
+        });
+        Ok(())
+    }
+
+    fn finish(&mut self) {
+        self.out.latencies_ms = std::mem::take(&mut self.latencies);
+        self.out.earnings = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(index, n)| EarningsRow {
+                node: n.id.to_string(),
+                index,
+                power: n.power,
+                arch: n.arch.to_string(),
+                alive: n.alive,
+                tasks_done: n.tasks_done,
+                earned: units(self.ledger.earned(&n.id)),
+                balance: units(self.ledger.balance(&n.id)),
+            })
+            .collect();
+        self.out.receipts = self.ledger.kept().to_vec();
+        self.out.balancer_state = self
+            .nodes
+            .iter()
+            .find_map(|n| n.balancer.as_ref().map(|b| b.describe()));
+    }
+}
