@@ -957,6 +957,7 @@ impl Driver {
             "sharing": self.sharing.status(),
             "join": self.join.as_ref().map(|j| json!({"listen": j.local_addr().to_string(), "pending": j.pending().len()})),
             "connections_refused": self.transport.refused_connections(),
+            "transport_counters": self.transport.counters().into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
         })
     }
 }

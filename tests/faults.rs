@@ -1,0 +1,289 @@
+//! Faults and adversaries on real node processes: peers holding a valid
+//! community certificate that send malformed frames, oversized lines and
+//! chunks, a byte at a time, or flood the node with connections. Each is
+//! detected, counted in status and refused, while an honest client's job
+//! on the same cluster completes with the exact result.
+//!
+//! Forged, unsigned, replayed and foreign-CA beacons are tests/trust.rs.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use lppsp_core::config::IdentitySection;
+use lppsp_transport_tls::Identity;
+
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A TCP connection to `to` from the loopback address `from` (127.0.0.x:
+/// each is its own source address to the node's per-address cap).
+fn tcp_from(from: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.bind(&SocketAddr::new(IpAddr::V4(from), 0).into())?;
+    socket.connect_timeout(&to.into(), Duration::from_secs(2))?;
+    Ok(socket.into())
+}
+
+/// A peer holding `name`'s community certificate, speaking raw bytes over
+/// TLS: it passes the handshake like any member.
+struct RawPeer {
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl RawPeer {
+    fn new(community: &Community, name: &str) -> Self {
+        community.issue(name);
+        let dir = community.dir.path();
+        let identity = Identity::load(&IdentitySection {
+            ca_cert: community.ca_dir().join("ca.pem"),
+            cert: dir.join(format!("{name}.pem")),
+            key: dir.join(format!("{name}.key")),
+        })
+        .expect("load the raw peer's identity");
+        let config = lppsp_transport_tls::transport::client_config(&identity).unwrap();
+        Self { config }
+    }
+
+    /// A TLS session to `to` from `from`, handshake done.
+    fn connect(&self, from: Ipv4Addr, to: SocketAddr) -> std::io::Result<TlsStream> {
+        let tcp = tcp_from(from, to)?;
+        tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let name = lppsp_transport_tls::transport::server_name().unwrap();
+        let conn = rustls::ClientConnection::new(self.config.clone(), name)
+            .map_err(std::io::Error::other)?;
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock)?;
+        }
+        Ok(tls)
+    }
+}
+
+/// Whether the node closed `stream` within `within` (end of stream or an
+/// error other than our read timeout).
+fn closed_by_node(stream: &mut TlsStream, within: Duration) -> bool {
+    let t = Instant::now();
+    let mut buf = [0u8; 4096];
+    let _ = stream
+        .sock
+        .set_read_timeout(Some(Duration::from_millis(200)));
+    while t.elapsed() < within {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+fn counter(node: &NodeProc, name: &str) -> u64 {
+    node.status()["transport_counters"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no transport counter {name}"))
+}
+
+/// Open file descriptors of a process (sockets included).
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+const TRANSPORT_OPTIONS: &str = r#"
+[transport]
+kind = "tls-tcp"
+
+[transport.options]
+frame_timeout_ms = 2000
+handshake_timeout_ms = 3000
+max_connections_per_ip = 16
+max_connections = 200
+"#;
+
+/// A W2 job the honest client runs while the adversaries act: (exit
+/// status, last event).
+fn honest_w2(client: &NodeProc, range: u64, samples: u64) -> (bool, serde_json::Value) {
+    let control = client.ports.control_addr().to_string();
+    let out = Command::new(bin())
+        .args([
+            "submit",
+            "--json",
+            "--control",
+            &control,
+            "--kernel",
+            "w2-monte-carlo-pi",
+            "--range",
+            &format!("0..{range}"),
+            "--extra",
+            &samples.to_string(),
+        ])
+        .output()
+        .unwrap();
+    let last = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .last()
+        .unwrap_or_default();
+    (out.status.success(), last)
+}
+
+fn assert_exact_w2(ok: bool, last: &serde_json::Value, range: u64, samples: u64) {
+    assert!(ok, "honest job failed: {last}");
+    let hits: u64 = (0..range)
+        .map(|i| lppsp_executor_builtin::w2_hits(i, samples))
+        .sum();
+    assert!(
+        last["result"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("{hits} hits")),
+        "{last}"
+    );
+    assert_eq!(last["progress"]["done"], range, "{last}");
+}
+
+#[test]
+fn bad_frames_slow_peers_and_floods_are_refused_while_honest_work_goes_on() {
+    let community = Community::new();
+    let nodes = [
+        ("client", "client"),
+        ("compute-1", "compute"),
+        ("compute-2", "compute"),
+    ];
+    let procs = start_cluster_with(&community, &nodes, |_, _| TRANSPORT_OPTIONS.into());
+    wait_for(Duration::from_secs(5), || {
+        procs[0].status()["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["slots"].as_u64() > Some(0))
+            .count()
+            == 2
+    })
+    .expect("client sees both compute nodes");
+    let target = &procs[1];
+    let target_addr = SocketAddr::from(([127, 0, 0, 1], target.ports.tls));
+    let target_pid = target.child.as_ref().unwrap().id();
+    let mallory = RawPeer::new(&community, "mallory");
+    let local = Ipv4Addr::new(127, 0, 0, 1);
+
+    let (range, samples) = (300u64, 2_000_000u64);
+    std::thread::scope(|s| {
+        let honest = s.spawn(|| honest_w2(&procs[0], range, samples));
+
+        // A frame that breaks the framing: the connection is closed.
+        let mut c = mallory.connect(local, target_addr).unwrap();
+        c.write_all(b"HELLO WORLD\r\n\r\n").unwrap();
+        c.flush().unwrap();
+        assert!(closed_by_node(&mut c, Duration::from_secs(10)), "malformed");
+        assert!(counter(target, "malformed") >= 1);
+
+        // A well-framed message the node cannot use: skipped and counted,
+        // the connection kept.
+        let mut c = mallory.connect(local, target_addr).unwrap();
+        c.write_all(b"LPPSP/1\r\nNoSuchMessage/1/2\r\n\r\n")
+            .unwrap();
+        c.flush().unwrap();
+        wait_for(Duration::from_secs(5), || {
+            counter(target, "bad_frames") >= 1
+        })
+        .expect("bad frame counted");
+        assert!(!closed_by_node(&mut c, Duration::from_millis(500)));
+
+        // A line over `limits.max_line`.
+        let mut c = mallory.connect(local, target_addr).unwrap();
+        let mut long = b"LPPSP/1\r\nTask/".to_vec();
+        long.extend(std::iter::repeat_n(b'a', 20_000));
+        let _ = c.write_all(&long);
+        let _ = c.flush();
+        assert!(closed_by_node(&mut c, Duration::from_secs(10)), "long line");
+
+        // A chunk over `limits.max_chunk` (0x2000000 = 32 MiB > 16 MiB):
+        // refused at its size line, before any of its data is read.
+        let mut c = mallory.connect(local, target_addr).unwrap();
+        c.write_all(
+            b"LPPSP/1\r\nTask/5d1e7a3900c2b4f8/0/w1-sum-squares\r\n\
+              Transfer-Encoding: chunked\r\n\r\n2000000\r\n",
+        )
+        .unwrap();
+        c.flush().unwrap();
+        assert!(closed_by_node(&mut c, Duration::from_secs(10)), "big chunk");
+        wait_for(Duration::from_secs(5), || counter(target, "oversized") >= 2)
+            .expect("long line and big chunk counted as oversized");
+
+        // Slowloris: one byte every 200 ms; the frame deadline (2 s) ends it.
+        let mut c = mallory.connect(local, target_addr).unwrap();
+        let started = Instant::now();
+        let mut closed = false;
+        for byte in b"LPPSP/1\r\nIdle/1\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+            if c.write_all(&[*byte]).and_then(|_| c.flush()).is_err()
+                || closed_by_node(&mut c, Duration::from_millis(200))
+            {
+                closed = true;
+                break;
+            }
+        }
+        let held = started.elapsed();
+        assert!(closed, "a slowloris peer kept its connection for {held:?}");
+        assert!(counter(target, "slow_frames") >= 1);
+        eprintln!("slowloris connection closed after {held:?}");
+
+        // A flood: 150 plain TCP connections from 127.0.0.2 and 40 TLS
+        // sessions from 127.0.0.3, all held open.
+        let fds_before = open_fds(target_pid);
+        let over_before = counter(target, "connections_over_limit");
+        let mut held_tcp = Vec::new();
+        for _ in 0..150 {
+            if let Ok(t) = tcp_from(Ipv4Addr::new(127, 0, 0, 2), target_addr) {
+                held_tcp.push(t);
+            }
+        }
+        let mut held_tls = Vec::new();
+        for _ in 0..40 {
+            if let Ok(t) = mallory.connect(Ipv4Addr::new(127, 0, 0, 3), target_addr) {
+                held_tls.push(t);
+            }
+        }
+        wait_for(Duration::from_secs(10), || {
+            counter(target, "connections_over_limit") >= over_before + 150 - 16
+        })
+        .expect("connections over the per-address cap refused");
+        let fds_flood = open_fds(target_pid);
+        eprintln!(
+            "flood: {} TCP and {} TLS connections held; node fds {fds_before} -> {fds_flood}; over limit {}",
+            held_tcp.len(),
+            held_tls.len(),
+            counter(target, "connections_over_limit") - over_before
+        );
+        assert!(
+            fds_flood <= fds_before + 2 * 16 + 8,
+            "the node holds at most 16 connections per address: {fds_before} -> {fds_flood}"
+        );
+
+        let (ok, last) = honest.join().unwrap();
+        assert_exact_w2(ok, &last, range, samples);
+        // Both compute nodes took part, the attacked one too.
+        let placed = last["nodes"].as_object().unwrap();
+        assert_eq!(placed.len(), 2, "{last}");
+        drop(held_tcp);
+        drop(held_tls);
+    });
+
+    // Afterwards the attacked node still serves honest work.
+    let (ok, last) = honest_w2(&procs[0], 100, 1_000_000);
+    assert_exact_w2(ok, &last, 100, 1_000_000);
+    let status = target.status();
+    eprintln!("counters: {}", status["transport_counters"]);
+}
