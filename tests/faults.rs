@@ -287,3 +287,126 @@ fn bad_frames_slow_peers_and_floods_are_refused_while_honest_work_goes_on() {
     let status = target.status();
     eprintln!("counters: {}", status["transport_counters"]);
 }
+
+/// `lppsp ledger --csv` of a node: its receipts, one line each.
+fn ledger_lines(node: &NodeProc) -> Vec<String> {
+    let control = node.ports.control_addr().to_string();
+    let out = Command::new(bin())
+        .args(["ledger", "--control", &control, "--csv"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ledger of {}", node.name);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The receipts in `lines` whose payee (third column) is `payee`.
+fn paid_to(lines: &[String], payee: &str) -> std::collections::BTreeSet<String> {
+    lines
+        .iter()
+        .filter(|l| l.split(',').nth(2) == Some(payee))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn compute_nodes_killed_mid_job_lose_nothing_over_20_rounds() {
+    const ROUNDS: usize = 20;
+    let community = Community::new();
+    let nodes = [
+        ("client", "client"),
+        ("compute-1", "compute"),
+        ("compute-2", "compute"),
+        ("compute-3", "compute"),
+    ];
+    let mut procs = start_cluster(&community, &nodes);
+    let see_all = |client: &NodeProc| {
+        wait_for(Duration::from_secs(15), || {
+            client.status()["peers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["slots"].as_u64() > Some(0))
+                .count()
+                == 3
+        })
+        .is_some()
+    };
+    assert!(see_all(&procs[0]), "client sees the three compute nodes");
+    let control = procs[0].ports.control_addr().to_string();
+    let (range, samples) = (40u64, 2_000_000u64);
+    let hits: u64 = (0..range)
+        .map(|i| lppsp_executor_builtin::w2_hits(i, samples))
+        .sum();
+    let extra = samples.to_string();
+    let range_arg = format!("0..{range}");
+    let args = [
+        "--kernel",
+        "w2-monte-carlo-pi",
+        "--range",
+        &range_arg,
+        "--extra",
+        &extra,
+    ];
+    let mut kills = 0;
+    for round in 0..ROUNDS {
+        let victim = 1 + round % 3;
+        let (killed, status, last) =
+            submit_acting_at(&control, &args, 5, || procs[victim].signal(SIGKILL));
+        kills += usize::from(killed);
+        assert!(status.success(), "round {round}: {last}");
+        assert!(
+            last["result"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&format!("{hits} hits")),
+            "round {round}: {last}"
+        );
+        assert_eq!(last["progress"]["done"], range, "round {round}: {last}");
+        // Each task counted once: the nodes' counts add up to the range.
+        let counted: u64 = last["nodes"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|t| t["tasks_done"].as_u64().unwrap())
+            .sum();
+        assert_eq!(counted, range, "round {round}: {last}");
+        // Restart the victim with its data (its ledger) and wait for it.
+        procs[victim].wait_exit(Duration::from_secs(5));
+        let cfg = community.dir.path().join(format!("compute-{victim}.toml"));
+        let ports = procs[victim].ports;
+        procs[victim] = NodeProc::start(&cfg, &format!("compute-{victim}"), ports);
+        procs[victim].wait_ready(Duration::from_secs(20));
+        assert!(see_all(&procs[0]), "round {round}: the victim is back");
+    }
+    assert!(kills >= ROUNDS / 2, "only {kills} kills landed mid-job");
+
+    // Every receipt on both sides: what the client's ledger says it paid
+    // each node is exactly what that node's ledger holds from it (unacked
+    // receipts are sent again, so a node killed before it got one gets it
+    // after its restart).
+    let ids: Vec<String> = procs.iter().map(|p| p.id()).collect();
+    let agreed = wait_for(Duration::from_secs(60), || {
+        let client = ledger_lines(&procs[0]);
+        (1..=3).all(|i| {
+            let mine = paid_to(&ledger_lines(&procs[i]), &ids[i]);
+            !mine.is_empty() && paid_to(&client, &ids[i]) == mine
+        }) && procs[0].status()["balance"]["unsettled"] == "0"
+    });
+    let client = ledger_lines(&procs[0]);
+    for i in 1..=3 {
+        eprintln!(
+            "compute-{i}: {} receipts at the client, {} at the node",
+            paid_to(&client, &ids[i]).len(),
+            paid_to(&ledger_lines(&procs[i]), &ids[i]).len()
+        );
+    }
+    assert!(agreed.is_some(), "payer and payee ledgers differ");
+    eprintln!(
+        "{ROUNDS} rounds, {kills} SIGKILLs mid-job, {} receipts",
+        client.len()
+    );
+}
