@@ -410,3 +410,106 @@ fn compute_nodes_killed_mid_job_lose_nothing_over_20_rounds() {
         client.len()
     );
 }
+
+/// Peak resident memory (VmHWM) of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_hundred_thousand_tasks_while_nodes_join_and_leave() {
+    use std::io::{BufRead, BufReader};
+    const TASKS: u64 = 100_000;
+    let community = Community::new();
+    let nodes = [
+        ("client", "client"),
+        ("compute-1", "compute"),
+        ("compute-2", "compute"),
+        ("compute-3", "compute"),
+        ("compute-4", "compute"),
+    ];
+    let mut procs = start_cluster(&community, &nodes);
+    // compute-4 joins mid-job: stopped before the job starts.
+    procs[4].signal(SIGKILL);
+    procs[4].wait_exit(Duration::from_secs(5));
+    wait_for(Duration::from_secs(10), || {
+        procs[0].status()["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["slots"].as_u64() > Some(0))
+            .count()
+            == 3
+    })
+    .expect("client sees compute-1..3");
+    let client_pid = procs[0].child.as_ref().unwrap().id();
+    let control = procs[0].ports.control_addr().to_string();
+    let range = format!("0..{TASKS}");
+    let mut child = Command::new(bin())
+        .args(["submit", "--json", "--control", &control])
+        .args(["--kernel", "w1-sum-squares", "--range", &range])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // (tasks done, what happens): a join, a graceful leave, a crash.
+    let mut plan = vec![
+        (20_000u64, "compute-4 joins"),
+        (45_000, "compute-2 leaves (SIGTERM)"),
+        (70_000, "compute-3 crashes (SIGKILL)"),
+    ];
+    plan.reverse();
+    let mut done_events = Vec::new();
+    let mut last = serde_json::Value::Null;
+    for line in BufReader::new(stdout).lines() {
+        let ev: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let done = ev["progress"]["done"].as_u64().unwrap_or(0);
+        while plan.last().is_some_and(|(at, _)| done >= *at) {
+            let Some((at, what)) = plan.pop() else { break };
+            match at {
+                20_000 => {
+                    let cfg = community.dir.path().join("compute-4.toml");
+                    let ports = procs[4].ports;
+                    procs[4] = NodeProc::start(&cfg, "compute-4", ports);
+                }
+                45_000 => procs[2].signal(SIGTERM),
+                _ => procs[3].signal(SIGKILL),
+            }
+            done_events.push(format!("{what} at {done} done"));
+        }
+        last = ev;
+    }
+    let status = child.wait().unwrap();
+    let peak_kib = peak_rss_kib(client_pid);
+    eprintln!("{}", done_events.join("; "));
+    eprintln!(
+        "{TASKS} tasks; client node peak RSS {} MiB; nodes {}",
+        peak_kib / 1024,
+        last["nodes"]
+    );
+    assert!(status.success(), "{last}\n{}", procs[0].log_text());
+    let expected = (0..TASKS).fold(0u64, |a, i| {
+        a.wrapping_add(lppsp_executor_builtin::w1_value(i))
+    });
+    assert_eq!(last["result"], expected.to_string(), "{last}");
+    assert_eq!(last["progress"]["done"], TASKS, "{last}");
+    // None lost, none counted twice.
+    let counted: u64 = last["nodes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|t| t["tasks_done"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, TASKS, "{last}");
+    assert!(plan.is_empty(), "the job ended before every join and leave");
+    assert!(
+        peak_kib < 500 * 1024,
+        "client node peak RSS {} MiB",
+        peak_kib / 1024
+    );
+}
