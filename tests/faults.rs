@@ -513,3 +513,102 @@ fn a_hundred_thousand_tasks_while_nodes_join_and_leave() {
         peak_kib / 1024
     );
 }
+
+#[test]
+fn a_client_that_never_pays_is_refused_and_honest_clients_still_get_work() {
+    let community = Community::new();
+    let nodes = [
+        ("honest", "client"),
+        ("deadbeat", "client"),
+        ("compute-1", "compute"),
+        ("compute-2", "compute"),
+    ];
+    // A small grant, so the tolerance (1% of it plus one unit) is soon
+    // exceeded; the deadbeat never settles its charges into receipts.
+    let procs = start_cluster_with(&community, &nodes, |i, _| {
+        let settle = if i == 1 { "settle = false\n" } else { "" };
+        format!("\n[market]\ngrant = \"1000\"\n{settle}")
+    });
+    for client in &procs[..2] {
+        wait_for(Duration::from_secs(10), || {
+            client.status()["peers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["slots"].as_u64() > Some(0))
+                .count()
+                == 2
+        })
+        .expect("clients see both compute nodes");
+    }
+    let (range, samples) = (100u64, 2_000_000u64);
+    // The deadbeat's first job runs: nobody knows yet that it will not pay.
+    let (ok, last) = honest_w2(&procs[1], range, samples);
+    assert_exact_w2(ok, &last, range, samples);
+    let (ok, last) = honest_w2(&procs[0], range, samples);
+    assert_exact_w2(ok, &last, range, samples);
+
+    // After the grace period (30 s) both compute nodes refuse it.
+    let refused = wait_for(Duration::from_secs(90), || {
+        procs[2..]
+            .iter()
+            .all(|n| n.log_text().contains("it does not pay for tasks run"))
+    });
+    assert!(
+        refused.is_some(),
+        "compute nodes did not refuse the deadbeat"
+    );
+    eprintln!("deadbeat refused {:?} after its job", refused.unwrap());
+
+    // Its next job gets only cannot-pay refusals; the submit is stopped.
+    let refused_before: u64 = procs[2..]
+        .iter()
+        .map(|n| n.status()["compute"]["tasks_refused"].as_u64().unwrap())
+        .sum();
+    let control = procs[1].ports.control_addr().to_string();
+    let mut deadbeat_job = Command::new(bin())
+        .args(["submit", "--json", "--control", &control])
+        .args(["--kernel", "w2-monte-carlo-pi", "--range", "0..20"])
+        .args(["--extra", "1000000"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let more_refusals = wait_for(Duration::from_secs(20), || {
+        let now: u64 = procs[2..]
+            .iter()
+            .map(|n| n.status()["compute"]["tasks_refused"].as_u64().unwrap())
+            .sum();
+        now >= refused_before + 2
+    });
+    let finished = deadbeat_job.try_wait().unwrap();
+    let _ = deadbeat_job.kill();
+    let _ = deadbeat_job.wait();
+    assert!(
+        more_refusals.is_some(),
+        "the deadbeat's tasks were not refused"
+    );
+    assert!(
+        finished.is_none_or(|s| !s.success()),
+        "the deadbeat's job completed"
+    );
+    // Nothing of it ran: every placement was refused.
+    let jobs = procs[1].status()["jobs"]["list"].clone();
+    let running = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["state"] == "running")
+        .unwrap_or_else(|| panic!("{jobs}"));
+    assert_eq!(running["progress"]["done"], 0, "{running}");
+    let placements = running["placements"].as_object().unwrap();
+    assert!(
+        placements
+            .values()
+            .all(|p| p["refused"].as_u64() > Some(0) && p["tasks_done"] == 0),
+        "{running}"
+    );
+
+    // The honest client still gets work, exactly.
+    let (ok, last) = honest_w2(&procs[0], range, samples);
+    assert_exact_w2(ok, &last, range, samples);
+}

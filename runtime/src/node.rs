@@ -733,7 +733,7 @@ impl Driver {
 
     /// Clients whose claimed bounty (in their Hand) exceeds their ledger
     /// balance here, beyond receipts still on their way, get no work.
-    fn check_claims(&self) {
+    fn check_claims(&mut self) {
         let Some(compute) = &self.compute else {
             return;
         };
@@ -753,6 +753,18 @@ impl Driver {
                 warn!(peer = %p.id, claimed = %p.remaining_bounty.unwrap_or(Bounty::ZERO), ledger = %balance, "client refused work: it claims more bounty than it has");
                 refused.insert(p.id);
             }
+        }
+        // Clients that do not pay for tasks run for them (no receipts).
+        let charged = compute
+            .stats
+            .earned
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default();
+        let now = self.now_ms();
+        for (client, due, paid) in self.accounts.clients_in_arrears(now, &charged) {
+            warn!(peer = %client, %due, %paid, "client refused work: it does not pay for tasks run");
+            refused.insert(client);
         }
         compute.set_refused_clients(refused);
     }
