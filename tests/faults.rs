@@ -612,3 +612,119 @@ fn a_client_that_never_pays_is_refused_and_honest_clients_still_get_work() {
     let (ok, last) = honest_w2(&procs[0], range, samples);
     assert_exact_w2(ok, &last, range, samples);
 }
+
+/// A TCP proxy on 127.0.0.1 that forwards to `to`, delaying every byte by
+/// `delay` each way (a delay line: latency added, throughput kept).
+/// Returns its port; it runs until the test process ends.
+fn delaying_proxy(to: SocketAddr, delay: Duration) -> u16 {
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let pipe = move |mut from: TcpStream, mut into: TcpStream| {
+        let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0
+                    || tx
+                        .send((Instant::now() + delay, buf[..n].to_vec()))
+                        .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        std::thread::spawn(move || {
+            for (due, bytes) in rx {
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                if into.write_all(&bytes).is_err() {
+                    break;
+                }
+            }
+            let _ = into.shutdown(std::net::Shutdown::Both);
+        });
+    };
+    std::thread::spawn(move || {
+        for inbound in listener.incoming().flatten() {
+            let Ok(outbound) = TcpStream::connect(to) else {
+                continue;
+            };
+            let _ = inbound.set_nodelay(true);
+            let _ = outbound.set_nodelay(true);
+            let (Ok(in2), Ok(out2)) = (inbound.try_clone(), outbound.try_clone()) else {
+                continue;
+            };
+            pipe(inbound, out2);
+            pipe(outbound, in2);
+        }
+    });
+    port
+}
+
+#[test]
+fn tasks_and_price_rounds_go_on_with_50_ms_of_added_delay() {
+    let community = Community::new();
+    let names = [
+        ("client", "client"),
+        ("compute-1", "compute"),
+        ("compute-2", "compute"),
+    ];
+    let ports: Vec<Ports> = names.iter().map(|_| Ports::free()).collect();
+    let delay = Duration::from_millis(50);
+    let mut procs = Vec::new();
+    for (i, (name, role)) in names.iter().enumerate() {
+        community.issue(name);
+        let peers: Vec<Ports> = (0..names.len())
+            .filter(|j| *j != i)
+            .map(|j| ports[j])
+            .collect();
+        let cfg = write_config(
+            community.dir.path(),
+            &community.ca_dir(),
+            name,
+            role,
+            ports[i],
+            &peers,
+        );
+        // Every node is reached through a proxy adding 50 ms each way.
+        let proxy = delaying_proxy(SocketAddr::from(([127, 0, 0, 1], ports[i].tls)), delay);
+        let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+            "[network]\n",
+            &format!("[network]\nadvertise = \"127.0.0.1:{proxy}\"\n"),
+            1,
+        );
+        std::fs::write(&cfg, text).unwrap();
+        procs.push(NodeProc::start(&cfg, name, ports[i]));
+    }
+    for p in &procs {
+        p.wait_ready(Duration::from_secs(20));
+    }
+    wait_for(Duration::from_secs(10), || {
+        procs.iter().all(|p| p.peer_ids().len() == 2)
+    })
+    .expect("discovery");
+    let (range, samples) = (100u64, 2_000_000u64);
+    let (ok, last) = honest_w2(&procs[0], range, samples);
+    assert_exact_w2(ok, &last, range, samples);
+    assert_eq!(
+        last["nodes"].as_object().map(|n| n.len()),
+        Some(2),
+        "{last}"
+    );
+    // Price rounds went over the delayed links: every node holds one price.
+    let one_price = wait_for(Duration::from_secs(30), || {
+        let prices: Vec<serde_json::Value> = procs
+            .iter()
+            .map(|p| p.status()["market"]["price"].clone())
+            .collect();
+        prices.iter().all(|p| *p == prices[0])
+    });
+    assert!(one_price.is_some(), "nodes disagree on the price");
+    eprintln!(
+        "50 ms delay: job exact in {}s, price {}, epoch {}",
+        last["elapsed_s"],
+        procs[0].status()["market"]["price"],
+        procs[0].status()["market"]["epoch"]
+    );
+}
