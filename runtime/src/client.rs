@@ -186,6 +186,14 @@ pub struct SubmitRequest {
     /// Expected time of one task before any has finished, ms.
     #[serde(default = "default_est_ms")]
     pub est_task_ms: u64,
+    /// Nodes that must return byte-equal results for each input (1: no
+    /// verification); see `lppsp_core::job`.
+    #[serde(default = "default_verify")]
+    pub verify: u32,
+}
+
+fn default_verify() -> u32 {
+    1
 }
 
 struct ClientJob {
@@ -372,6 +380,7 @@ impl Client {
             max_attempts: req.max_attempts.max(1),
             task_timeout_ms: req.task_timeout_s.saturating_mul(1000).max(1),
             est_task_micros: req.est_task_ms.saturating_mul(1000).max(1),
+            verify: req.verify.max(1),
         };
         info!(job = %id, kernel = %spec.kernel, tasks = total, budget = %budget, "job submitted");
         let _ = reply.send(json!({"event": "accepted", "job": id.to_string(), "tasks": total, "budget": budget.to_string()})).await;

@@ -35,6 +35,11 @@ pub struct SubmitArgs {
     /// With --wasm: fuel (metered WASM instructions) each task may burn.
     #[arg(long, requires = "wasm")]
     pub fuel: Option<u64>,
+    /// Run each task on K different nodes and accept a result only when
+    /// K of them return the same bytes; a node that disagrees is excluded
+    /// from the job (docs/reliability.md).
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub verify: u32,
     /// Tasks START..END: task i gets i (u64 LE) as input.
     #[arg(long, value_name = "START..END", conflicts_with_all = ["spans", "files", "random", "input"])]
     pub range: Option<String>,
@@ -136,6 +141,7 @@ impl SubmitArgs {
             max_attempts: self.attempts,
             task_timeout_s: self.task_timeout,
             est_task_ms: 10,
+            verify: self.verify,
         })
     }
 }
