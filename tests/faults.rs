@@ -728,3 +728,93 @@ fn tasks_and_price_rounds_go_on_with_50_ms_of_added_delay() {
         procs[0].status()["market"]["epoch"]
     );
 }
+
+#[test]
+fn verify_outvotes_a_node_returning_wrong_results() {
+    let community = Community::new();
+    let nodes = [
+        ("client", "client"),
+        ("compute-1", "compute"),
+        ("compute-2", "compute"),
+        ("liar", "compute"),
+    ];
+    // The liar runs the test-only executor that flips a byte of every result.
+    let procs = start_cluster_with(&community, &nodes, |i, _| {
+        if i == 3 {
+            "\n[executor]\nkind = \"corrupt-for-testing\"\n".into()
+        } else {
+            String::new()
+        }
+    });
+    wait_for(Duration::from_secs(10), || {
+        procs[0].status()["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["slots"].as_u64() > Some(0))
+            .count()
+            == 3
+    })
+    .expect("client sees the three compute nodes");
+    let liar = procs[3].id();
+    let control = procs[0].ports.control_addr().to_string();
+    let (range, samples) = (60u64, 1_000_000u64);
+
+    // Without verification the liar's results spoil the job.
+    let plain = Command::new(bin())
+        .args(["submit", "--json", "--control", &control])
+        .args(["--kernel", "w2-monte-carlo-pi", "--range", "0..60"])
+        .args(["--extra", &samples.to_string()])
+        .output()
+        .unwrap();
+    let plain_last: serde_json::Value = String::from_utf8_lossy(&plain.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .last()
+        .unwrap_or_default();
+    let hits: u64 = (0..range)
+        .map(|i| lppsp_executor_builtin::w2_hits(i, samples))
+        .sum();
+    let liar_ran = plain_last["nodes"][&liar]["tasks_done"]
+        .as_u64()
+        .unwrap_or(0);
+    if liar_ran > 0 {
+        assert!(
+            !plain_last["result"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&format!("{hits} hits")),
+            "the liar ran {liar_ran} tasks yet the result is right: {plain_last}"
+        );
+    }
+
+    // With --verify 2 the result is exact and the liar is excluded.
+    let out = Command::new(bin())
+        .args(["submit", "--json", "--control", &control, "--verify", "2"])
+        .args(["--kernel", "w2-monte-carlo-pi", "--range", "0..60"])
+        .args(["--extra", &samples.to_string()])
+        .output()
+        .unwrap();
+    let last: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .last()
+        .unwrap_or_default();
+    assert!(out.status.success(), "{last}\n{}", procs[0].log_text());
+    assert!(
+        last["result"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("{hits} hits")),
+        "{last}"
+    );
+    let disagreed = last["nodes"][&liar]["disagreed"].as_u64().unwrap_or(0);
+    assert!(disagreed >= 1, "the liar was not caught: {last}");
+    for honest in [procs[1].id(), procs[2].id()] {
+        assert_eq!(last["nodes"][&honest]["disagreed"], 0, "{last}");
+    }
+    eprintln!(
+        "verify 2: exact; liar ran {} replicas, disagreed {disagreed} times; unverified job: liar ran {liar_ran} tasks",
+        last["nodes"][&liar]["tasks_done"]
+    );
+}
