@@ -818,3 +818,95 @@ fn verify_outvotes_a_node_returning_wrong_results() {
         last["nodes"][&liar]["tasks_done"]
     );
 }
+
+fn unfinished_jobs(node: &NodeProc) -> Vec<String> {
+    node.status()["jobs"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["state"] == "unfinished")
+        .map(|j| j["job"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_client_killed_mid_job_lists_it_after_restart_and_resumes_it() {
+    let community = Community::new();
+    let nodes = [
+        ("client", "client"),
+        ("compute-1", "compute"),
+        ("compute-2", "compute"),
+    ];
+    let mut procs = start_cluster(&community, &nodes);
+    let see_both = |client: &NodeProc| {
+        wait_for(Duration::from_secs(15), || {
+            client.status()["peers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["slots"].as_u64() > Some(0))
+                .count()
+                == 2
+        })
+        .is_some()
+    };
+    assert!(see_both(&procs[0]));
+    let control = procs[0].ports.control_addr().to_string();
+    let (range, samples) = (150u64, 2_000_000u64);
+    let extra = samples.to_string();
+    let range_arg = format!("0..{range}");
+    let args = [
+        "--kernel",
+        "w2-monte-carlo-pi",
+        "--range",
+        &range_arg,
+        "--extra",
+        &extra,
+    ];
+    let (killed, status, last) = submit_acting_at(&control, &args, 10, || procs[0].signal(SIGKILL));
+    assert!(killed, "the job ended before the kill: {last}");
+    assert!(
+        !status.success(),
+        "submit succeeded without its node: {last}"
+    );
+
+    // Started again on the same data, the client lists the job.
+    procs[0].wait_exit(Duration::from_secs(5));
+    let cfg = community.dir.path().join("client.toml");
+    let ports = procs[0].ports;
+    procs[0] = NodeProc::start(&cfg, "client", ports);
+    procs[0].wait_ready(Duration::from_secs(20));
+    let unfinished = unfinished_jobs(&procs[0]);
+    assert_eq!(unfinished.len(), 1, "{}", procs[0].status()["jobs"]);
+    assert!(see_both(&procs[0]));
+
+    // `lppsp submit --resume JOB` runs it again to the exact result.
+    let out = Command::new(bin())
+        .args(["submit", "--json", "--control", &control])
+        .args(["--resume", &unfinished[0]])
+        .output()
+        .unwrap();
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let last = events.last().cloned().unwrap_or_default();
+    assert!(out.status.success(), "{last}\n{}", procs[0].log_text());
+    assert_eq!(
+        events[0]["resumed"],
+        unfinished[0].as_str(),
+        "{}",
+        events[0]
+    );
+    assert_exact_w2(true, &last, range, samples);
+    assert!(unfinished_jobs(&procs[0]).is_empty());
+
+    // An unknown job is refused with a reason.
+    let out = Command::new(bin())
+        .args(["submit", "--json", "--control", &control])
+        .args(["--resume", "00000000000000ff"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no unfinished job"));
+}

@@ -217,7 +217,7 @@ async fn run_inner(
         .balancer(&cfg.balancer)
         .map_err(|e| NodeError::Startup(e.to_string()))?;
     let expiry_ms = cfg.network.expiry_ms();
-    let client = Client::new(
+    let mut client = Client::new(
         id,
         transport.clone(),
         scheduler,
@@ -226,6 +226,11 @@ async fn run_inner(
         wall_ms(),
         expiry_ms,
     );
+    if cfg.node.role.submits() {
+        let journal = crate::journal::JobJournal::open(&cfg.node.data_dir)
+            .map_err(|e| NodeError::Startup(format!("job journal in node.data_dir: {e}")))?;
+        client.set_journal(journal);
+    }
 
     info!(
         tls = %tls_addr, beacons = %cfg.network.beacon_listen, discovery = ?cfg.network.discovery,

@@ -546,6 +546,7 @@ fn submit_request(
         task_timeout_s: 300,
         est_task_ms,
         verify: 1,
+        resume: None,
     }
 }
 

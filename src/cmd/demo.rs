@@ -67,6 +67,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         task_timeout_s: 120,
         est_task_ms: 10,
         verify: 1,
+        resume: None,
     };
     let last = super::submit::follow(cluster.client().control, req, false)?;
     let code = super::submit::summarize(&last);
