@@ -134,7 +134,7 @@ fn honest_w2(client: &NodeProc, range: u64, samples: u64) -> (bool, serde_json::
     let last = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .last()
+        .next_back()
         .unwrap_or_default();
     (out.status.success(), last)
 }
@@ -770,7 +770,7 @@ fn verify_outvotes_a_node_returning_wrong_results() {
     let plain_last: serde_json::Value = String::from_utf8_lossy(&plain.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
-        .last()
+        .next_back()
         .unwrap_or_default();
     let hits: u64 = (0..range)
         .map(|i| lppsp_executor_builtin::w2_hits(i, samples))
@@ -798,7 +798,7 @@ fn verify_outvotes_a_node_returning_wrong_results() {
     let last: serde_json::Value = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
-        .last()
+        .next_back()
         .unwrap_or_default();
     assert!(out.status.success(), "{last}\n{}", procs[0].log_text());
     assert!(

@@ -248,7 +248,7 @@ fn w2_in(ns: &str, range: u64, samples: u64) -> (bool, serde_json::Value) {
     let last = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .last()
+        .next_back()
         .unwrap_or_default();
     (out.status.success(), last)
 }
