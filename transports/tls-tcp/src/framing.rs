@@ -476,4 +476,31 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    #[tokio::test]
+    async fn a_frame_that_does_not_finish_in_time_is_an_error_but_idling_is_not() {
+        use tokio::io::AsyncWriteExt as _;
+        let deadline = std::time::Duration::from_millis(200);
+        let (mut a, b) = tokio::io::duplex(4096);
+        let mut source = FrameSource::new(b, Limits::default()).with_frame_deadline(deadline);
+        // Idle longer than the deadline between frames, then a whole frame.
+        let mut whole = Vec::new();
+        encode(&frames()[0], &mut whole);
+        let half = whole[..whole.len() / 2].to_vec();
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(deadline * 2).await;
+            a.write_all(&whole).await.unwrap();
+            // Then half a frame, and nothing more.
+            a.write_all(&half).await.unwrap();
+            tokio::time::sleep(deadline * 5).await;
+            drop(a);
+        });
+        let first = source.read_frame().await;
+        assert!(matches!(first, Ok(Some(_))), "{first:?}");
+        match source.read_frame().await {
+            Err(TransportError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::TimedOut),
+            other => panic!("{other:?}"),
+        }
+        writer.abort();
+    }
 }
