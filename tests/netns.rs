@@ -171,3 +171,203 @@ fn broadcast_and_multicast_discovery_between_namespaces() {
     run_discovery(&lan, &community, "broadcast");
     run_discovery(&lan, &community, "multicast");
 }
+
+/// Loads an nftables ruleset into host namespace `ns` (replacing our table).
+fn nft(ns: &str, rules: &str) -> Result<(), String> {
+    use std::io::Write;
+    let _ = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "nft",
+            "delete",
+            "table",
+            "inet",
+            "lppspfault",
+        ])
+        .stderr(std::process::Stdio::null())
+        .status();
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("nft: {e}"))?;
+    let text = format!(
+        "table inet lppspfault {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n{rules}\n }}\n}}\n"
+    );
+    child
+        .stdin
+        .take()
+        .ok_or("nft: no stdin")?
+        .write_all(text.as_bytes())
+        .map_err(|e| format!("nft: {e}"))?;
+    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nft: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn peer_count(ns: &str) -> usize {
+    status_in(ns)
+        .and_then(|s| s["peers"].as_array().map(|p| p.len()))
+        .unwrap_or(0)
+}
+
+fn price_in(ns: &str) -> Option<String> {
+    status_in(ns).and_then(|s| s["market"]["price"].as_str().map(str::to_string))
+}
+
+/// A W2 job submitted on host `ns`: (success, last event).
+fn w2_in(ns: &str, range: u64, samples: u64) -> (bool, serde_json::Value) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, bin(), "submit", "--json"])
+        .args([
+            "--control",
+            "127.0.0.1:47102",
+            "--kernel",
+            "w2-monte-carlo-pi",
+        ])
+        .args([
+            "--range",
+            &format!("0..{range}"),
+            "--extra",
+            &samples.to_string(),
+        ])
+        .output()
+        .unwrap();
+    let last = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .next_back()
+        .unwrap_or_default();
+    (out.status.success(), last)
+}
+
+#[test]
+fn loss_and_a_healed_partition_between_namespaces() {
+    let tag = format!("f{}", std::process::id() % 100_000);
+    let lan = match Lan::create(&tag) {
+        Ok(lan) => lan,
+        Err(e) => {
+            eprintln!("SKIPPED loss_and_a_healed_partition_between_namespaces: cannot create network namespaces ({e}); run as root with iproute2");
+            return;
+        }
+    };
+    if let Err(e) = nft(&lan.hosts[0], "") {
+        eprintln!("SKIPPED loss_and_a_healed_partition_between_namespaces: nftables unusable ({e}); install nftables");
+        return;
+    }
+    let community = Community::new();
+    let roles = ["client", "compute", "compute"];
+    let mut nodes = Vec::new();
+    for (i, h) in lan.hosts.iter().enumerate() {
+        let n = i + 1;
+        let name = format!("fault-h{n}");
+        community.issue(&name);
+        let cfg = community.dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[node]\nname = \"{name}\"\nrole = \"{role}\"\n[identity]\nca_cert = \"{ca}\"\ncert = \"{name}.pem\"\nkey = \"{name}.key\"\n\
+                 [network]\nlisten = \"10.71.0.{n}:47101\"\nbeacon_listen = \"0.0.0.0:47100\"\ndiscovery = \"broadcast\"\n\
+                 broadcast_to = \"10.71.0.255:47100\"\n",
+                role = roles[i],
+                ca = community.ca_dir().join("ca.pem").display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(cfg.with_extension("log")).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", h, bin(), "node", "--config"])
+            .arg(&cfg)
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        nodes.push(ChildGuard(child));
+    }
+    let hosts = &lan.hosts;
+    let all_see_all = |within: u64| {
+        wait_for(Duration::from_secs(within), || {
+            hosts.iter().all(|h| peer_count(h) == 2)
+        })
+    };
+    assert!(all_see_all(15).is_some(), "discovery before the faults");
+
+    // 10% of every packet into each host dropped (not loopback, where
+    // the control endpoint is).
+    for h in hosts {
+        nft(h, "  iifname != \"lo\" numgen random mod 10 0 drop").unwrap();
+    }
+    let (range, samples) = (100u64, 2_000_000u64);
+    let hits: u64 = (0..range)
+        .map(|i| lppsp_executor_builtin::w2_hits(i, samples))
+        .sum();
+    let (ok, last) = w2_in(&hosts[0], range, samples);
+    assert!(ok, "job under 10% loss: {last}");
+    assert!(
+        last["result"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("{hits} hits")),
+        "{last}"
+    );
+    assert!(all_see_all(10).is_some(), "discovery under 10% loss");
+    eprintln!("10% loss: job exact, discovery holds");
+
+    // Partition host 3 from hosts 1 and 2 (and loss stays on).
+    let loss = "  iifname != \"lo\" numgen random mod 10 0 drop";
+    nft(&hosts[0], &format!("{loss}\n  ip saddr 10.71.0.3 drop")).unwrap();
+    nft(&hosts[1], &format!("{loss}\n  ip saddr 10.71.0.3 drop")).unwrap();
+    nft(
+        &hosts[2],
+        &format!("{loss}\n  ip saddr {{ 10.71.0.1, 10.71.0.2 }} drop"),
+    )
+    .unwrap();
+    let split = wait_for(Duration::from_secs(15), || {
+        peer_count(&hosts[0]) == 1 && peer_count(&hosts[2]) == 0
+    });
+    assert!(split.is_some(), "the partition shows in the books");
+    // Work goes on on the majority side.
+    let (ok, last) = w2_in(&hosts[0], 50, samples);
+    assert!(ok, "job during the partition: {last}");
+    assert_eq!(
+        last["nodes"].as_object().map(|n| n.len()),
+        Some(1),
+        "{last}"
+    );
+
+    // Heal: every rule gone; all see all and hold one price.
+    for h in hosts {
+        nft(h, "").unwrap();
+    }
+    let healed = all_see_all(20);
+    assert!(healed.is_some(), "discovery after healing");
+    let one_price = wait_for(Duration::from_secs(30), || {
+        let prices: Vec<Option<String>> = hosts.iter().map(|h| price_in(h)).collect();
+        prices[0].is_some() && prices.iter().all(|p| *p == prices[0])
+    });
+    let prices: Vec<Option<String>> = hosts.iter().map(|h| price_in(h)).collect();
+    assert!(one_price.is_some(), "prices after healing: {prices:?}");
+    eprintln!(
+        "partition healed: all see all after {:?}, one price {:?}",
+        healed.unwrap(),
+        prices[0]
+    );
+    let (ok, last) = w2_in(&hosts[0], range, samples);
+    assert!(ok, "job after healing: {last}");
+    assert_eq!(
+        last["nodes"].as_object().map(|n| n.len()),
+        Some(2),
+        "{last}"
+    );
+}

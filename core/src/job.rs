@@ -6,6 +6,17 @@
 //! Inputs are `apply_plan`, `on_accept`, `on_refuse`, `on_result`,
 //! `on_node_lost` and `handle_timeout(now)`; outputs are drained with
 //! `poll_command` (place or cancel a task on a node). Time is passed in.
+//!
+//! Verification (`JobSpec::verify = K` above 1), as volunteer-computing
+//! systems do it: each input runs as K replicas on K different nodes, and
+//! its result is accepted only once K nodes returned byte-equal results.
+//! While they disagree, one more replica runs at a time on a node the
+//! input has not run on; once a value has K votes, every node that
+//! returned another value is counted (`NodeTally::disagreed`) and excluded
+//! from the job: its tasks in flight are cancelled and its results for
+//! inputs not yet accepted are thrown away. Replicas are tasks like any
+//! other on the wire (task number = replica number); results always come
+//! back to the client, since an integrator could not compare them.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -34,6 +45,8 @@ pub struct JobSpec {
     pub task_timeout_ms: u64,
     /// Expected run time of one task before any has finished, microseconds.
     pub est_task_micros: u64,
+    /// Nodes that must agree on each input's result (1: no verification).
+    pub verify: u32,
 }
 
 /// Something the runtime must do for the job.
@@ -107,6 +120,8 @@ pub struct NodeTally {
     pub charged: Bounty,
     pub in_flight: u32,
     pub refused: u64,
+    /// Results that disagreed with the accepted one (`verify`).
+    pub disagreed: u64,
 }
 
 /// A snapshot for progress display.
@@ -131,6 +146,8 @@ enum TaskState {
         est_cost: Bounty,
     },
     Done,
+    /// A replica whose result is not wanted (its node was excluded).
+    Discarded,
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +158,10 @@ struct Task {
     result: Option<Bytes>,
     /// The integrator holding this task's result, when not the client.
     held_by: Option<NodeId>,
+    /// The input this task runs (with `verify`, several tasks share one).
+    input: u64,
+    /// The node whose result `result` is.
+    ran_on: Option<NodeId>,
 }
 
 /// The job state machine; see the module doc.
@@ -167,21 +188,43 @@ pub struct JobTracker {
     integrator_failed: bool,
     /// Since when (ms) the integrator has been asked for the job result.
     integrating_since: Option<u64>,
+    /// With `verify`: each input's tasks (replicas), its accepted result,
+    /// and how many inputs have one.
+    replicas: Vec<Vec<u64>>,
+    accepted: Vec<Option<Bytes>>,
+    inputs_accepted: u64,
+    /// Nodes excluded from the job for returning wrong results.
+    excluded: BTreeSet<NodeId>,
 }
 
 impl JobTracker {
     pub fn new(spec: JobSpec) -> Self {
-        let n = spec.inputs.len();
-        let tasks = vec![
-            Task {
+        let inputs = spec.inputs.len();
+        let k = spec.verify.max(1) as usize;
+        let n = inputs.saturating_mul(k);
+        let tasks: Vec<Task> = (0..n)
+            .map(|i| Task {
                 state: TaskState::Pending,
                 attempts: 0,
                 avoid: Vec::new(),
                 result: None,
                 held_by: None,
-            };
-            n
-        ];
+                input: (i / k) as u64,
+                ran_on: None,
+            })
+            .collect();
+        let replicas = if k > 1 {
+            (0..inputs)
+                .map(|g| (g * k..(g + 1) * k).map(|i| i as u64).collect())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let accepted = if k > 1 {
+            vec![None; inputs]
+        } else {
+            Vec::new()
+        };
         let pending = (0..n as u64).collect();
         let mut t = Self {
             spec,
@@ -200,6 +243,10 @@ impl JobTracker {
             integrator: None,
             integrator_failed: false,
             integrating_since: None,
+            replicas,
+            accepted,
+            inputs_accepted: 0,
+            excluded: BTreeSet::new(),
         };
         if n == 0 {
             t.outcome = Some(JobOutcome::Done(Vec::new()));
@@ -303,10 +350,12 @@ impl JobTracker {
             .take(max)
             .filter_map(|&i| {
                 let t = self.tasks.get(i as usize)?;
+                let mut avoid = t.avoid.clone();
+                avoid.extend(self.excluded.iter().filter(|n| !t.avoid.contains(n)));
                 Some(PendingTask {
                     task: i,
                     attempts: t.attempts,
-                    avoid: t.avoid.clone(),
+                    avoid,
                 })
             })
             .collect()
@@ -324,7 +373,8 @@ impl JobTracker {
             return;
         }
         self.unplaced.clear();
-        if self.integrator.is_none() && !self.integrator_failed {
+        // Verified results come back to the client, which compares them.
+        if self.integrator.is_none() && !self.integrator_failed && !self.verifying() {
             self.integrator = plan
                 .placements
                 .first()
@@ -332,12 +382,21 @@ impl JobTracker {
                 .filter(|r| *r != self.spec.client);
         }
         for p in plan.placements {
+            if self.verifying() && !self.may_run_replica(p.task, p.node) {
+                if let Some(t) = self.tasks.get_mut(p.task as usize) {
+                    if !t.avoid.contains(&p.node) {
+                        t.avoid.push(p.node);
+                    }
+                }
+                continue;
+            }
             let Some(task) = self.tasks.get_mut(p.task as usize) else {
                 continue;
             };
             if task.state != TaskState::Pending {
                 continue;
             }
+            let input_index = task.input;
             task.state = TaskState::InFlight {
                 node: p.node,
                 since_ms: now_ms,
@@ -352,7 +411,7 @@ impl JobTracker {
             let input = self
                 .spec
                 .inputs
-                .get(p.task as usize)
+                .get(input_index as usize)
                 .cloned()
                 .unwrap_or_default();
             self.commands.push_back(JobCommand::Place {
@@ -489,6 +548,8 @@ impl JobTracker {
                 self.duplicates += 1;
                 None
             }
+            TaskState::Discarded => None,
+            _ if self.excluded.contains(&node) => None,
             TaskState::InFlight { node: n, .. } if n == node && !ok => {
                 let cause = String::from_utf8_lossy(&body).into_owned();
                 self.retry(task, node, format!("on {node}: {cause}"));
@@ -512,13 +573,20 @@ impl JobTracker {
                 tally.micros = tally.micros.saturating_add(micros);
                 tally.charged = tally.charged.checked_add(charge).unwrap_or(tally.charged);
                 self.pending.remove(&task);
+                let mut input = None;
                 if let Some(t) = self.tasks.get_mut(task as usize) {
                     t.state = TaskState::Done;
                     t.result = Some(body);
                     t.held_by = held_by;
+                    t.ran_on = Some(node);
+                    input = Some(t.input);
                 }
                 self.done += 1;
-                if self.done == self.tasks.len() as u64 {
+                if self.verifying() {
+                    if let Some(input) = input {
+                        self.check_replicas(now_ms, input);
+                    }
+                } else if self.done == self.tasks.len() as u64 {
                     self.all_done(now_ms);
                 }
                 Some(charge)
@@ -536,6 +604,14 @@ impl JobTracker {
                     tasks: self.tasks.len() as u64,
                 });
             }
+            _ if self.verifying() => {
+                let results = self
+                    .accepted
+                    .iter_mut()
+                    .map(|r| r.take().unwrap_or_default())
+                    .collect();
+                self.outcome = Some(JobOutcome::Done(results));
+            }
             _ => {
                 let results = self
                     .tasks
@@ -545,6 +621,189 @@ impl JobTracker {
                 self.outcome = Some(JobOutcome::Done(results));
             }
         }
+    }
+
+    fn verifying(&self) -> bool {
+        self.spec.verify > 1
+    }
+
+    /// Nodes excluded from this job for returning wrong results.
+    pub fn excluded(&self) -> &BTreeSet<NodeId> {
+        &self.excluded
+    }
+
+    /// Whether replica `task` may run on `node`: not excluded, and no other
+    /// replica of its input ran or runs there.
+    fn may_run_replica(&self, task: u64, node: NodeId) -> bool {
+        if self.excluded.contains(&node) {
+            return false;
+        }
+        let Some(input) = self.tasks.get(task as usize).map(|t| t.input) else {
+            return false;
+        };
+        let siblings = self.replicas.get(input as usize).map(Vec::as_slice);
+        !siblings.unwrap_or_default().iter().any(|&other| {
+            other != task
+                && self.tasks.get(other as usize).is_some_and(|t| {
+                    matches!(t.state, TaskState::InFlight { node: n, .. } if n == node)
+                        || t.ran_on == Some(node)
+                })
+        })
+    }
+
+    /// With `verify`: accepts input `input`'s result once K replicas
+    /// agree, excluding the nodes that disagreed; else makes sure a
+    /// replica is pending or running.
+    fn check_replicas(&mut self, now_ms: u64, input: u64) {
+        let mut work = vec![input];
+        while let Some(input) = work.pop() {
+            if self.outcome.is_some() {
+                return;
+            }
+            let k = self.spec.verify as usize;
+            let Some(members) = self.replicas.get(input as usize).cloned() else {
+                continue;
+            };
+            if self
+                .accepted
+                .get(input as usize)
+                .is_none_or(Option::is_some)
+            {
+                continue;
+            }
+            // Votes: each distinct value with the nodes that returned it.
+            let mut votes: Vec<(Bytes, Vec<NodeId>)> = Vec::new();
+            for &m in &members {
+                let Some(t) = self.tasks.get(m as usize) else {
+                    continue;
+                };
+                let (TaskState::Done, Some(node), Some(value)) = (&t.state, t.ran_on, &t.result)
+                else {
+                    continue;
+                };
+                match votes.iter_mut().find(|(v, _)| v == value) {
+                    Some((_, nodes)) => nodes.push(node),
+                    None => votes.push((value.clone(), vec![node])),
+                }
+            }
+            if let Some((value, _)) = votes.iter().find(|(_, nodes)| nodes.len() >= k) {
+                let value = value.clone();
+                let liars: Vec<NodeId> = votes
+                    .iter()
+                    .filter(|(v, _)| *v != value)
+                    .flat_map(|(_, nodes)| nodes.iter().copied())
+                    .collect();
+                if let Some(slot) = self.accepted.get_mut(input as usize) {
+                    *slot = Some(value);
+                }
+                self.inputs_accepted += 1;
+                // Replicas still out are not needed.
+                for &m in &members {
+                    if let Some(node) = self.release(m) {
+                        self.commands
+                            .push_back(JobCommand::Cancel { node, task: m });
+                    }
+                    if let Some(t) = self.tasks.get_mut(m as usize) {
+                        if t.state == TaskState::Pending {
+                            t.state = TaskState::Discarded;
+                        }
+                    }
+                    self.pending.remove(&m);
+                }
+                for liar in liars {
+                    self.tallies.entry(liar).or_default().disagreed += 1;
+                    work.extend(self.exclude(liar));
+                }
+                if self.inputs_accepted == self.accepted.len() as u64 {
+                    self.all_done(now_ms);
+                    return;
+                }
+                continue;
+            }
+            let open = members.iter().any(|&m| {
+                self.tasks.get(m as usize).is_some_and(|t| {
+                    matches!(t.state, TaskState::Pending | TaskState::InFlight { .. })
+                })
+            });
+            if open {
+                continue;
+            }
+            // Not enough agreement yet: one more replica, on a new node.
+            let limit = k.saturating_mul(1 + self.spec.max_attempts.max(1) as usize);
+            if members.len() >= limit {
+                self.fail(JobFailure::TaskFailed {
+                    task: input,
+                    attempts: members.len() as u32,
+                    cause: format!(
+                        "{} nodes returned {} different results",
+                        members.len(),
+                        votes.len()
+                    ),
+                });
+                return;
+            }
+            let mut avoid: Vec<NodeId> = members
+                .iter()
+                .filter_map(|&m| self.tasks.get(m as usize).and_then(|t| t.ran_on))
+                .collect();
+            avoid.extend(self.excluded.iter().copied());
+            let index = self.tasks.len() as u64;
+            self.tasks.push(Task {
+                state: TaskState::Pending,
+                attempts: 0,
+                avoid,
+                result: None,
+                held_by: None,
+                input,
+                ran_on: None,
+            });
+            if let Some(r) = self.replicas.get_mut(input as usize) {
+                r.push(index);
+            }
+            self.pending.insert(index);
+        }
+    }
+
+    /// Excludes `node` from the job: its tasks in flight are cancelled and
+    /// its results for inputs not yet accepted thrown away. Returns the
+    /// inputs to check again.
+    fn exclude(&mut self, node: NodeId) -> Vec<u64> {
+        if !self.excluded.insert(node) {
+            return Vec::new();
+        }
+        let mut touched = Vec::new();
+        for i in 0..self.tasks.len() {
+            let Some(t) = self.tasks.get(i) else { continue };
+            let input = t.input;
+            let open_input = self
+                .accepted
+                .get(input as usize)
+                .is_some_and(Option::is_none);
+            let in_flight_here =
+                matches!(t.state, TaskState::InFlight { node: n, .. } if n == node);
+            let done_here = t.state == TaskState::Done && t.ran_on == Some(node);
+            if in_flight_here {
+                self.release(i as u64);
+                self.commands.push_back(JobCommand::Cancel {
+                    node,
+                    task: i as u64,
+                });
+            }
+            if in_flight_here || (done_here && open_input) {
+                if done_here {
+                    self.done = self.done.saturating_sub(1);
+                }
+                self.pending.remove(&(i as u64));
+                if let Some(t) = self.tasks.get_mut(i) {
+                    t.state = TaskState::Discarded;
+                    t.result = None;
+                }
+            }
+            if (in_flight_here || done_here) && open_input {
+                touched.push(input);
+            }
+        }
+        touched
     }
 
     /// The integrator answered `Integrate`: the job result, or why not.

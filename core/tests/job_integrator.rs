@@ -27,6 +27,7 @@ fn tracker(tasks: u64) -> JobTracker {
         max_attempts: 3,
         task_timeout_ms: 1000,
         est_task_micros: 1000,
+        verify: 1,
     })
 }
 

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::SystemTime;
 
+use lppsp_core::arrears::{self, Arrears};
 use lppsp_core::money::{Bounty, Price};
 use lppsp_core::wire::JobId;
 use lppsp_core::NodeId;
@@ -67,6 +68,8 @@ pub struct Accounts {
     next_seq: u64,
     meters: BTreeMap<(JobId, NodeId, Price, u64), Meter>,
     unacked: BTreeMap<u64, (Receipt, u64)>,
+    /// What clients owe this node for tasks run, against their receipts.
+    arrears: Arrears,
     last_settle_ms: u64,
     stored_tx: mpsc::UnboundedSender<Stored>,
     pub stats: AccountStats,
@@ -93,6 +96,10 @@ impl Accounts {
             next_seq,
             meters: BTreeMap::new(),
             unacked: BTreeMap::new(),
+            arrears: Arrears::new(
+                arrears::DEFAULT_GRACE_MS,
+                Bounty::from_micros(grant.micros() / 100 + 1_000_000),
+            ),
             last_settle_ms: 0,
             stored_tx,
             stats: AccountStats::default(),
@@ -211,6 +218,50 @@ impl Accounts {
                 r.clone()
             })
             .collect()
+    }
+
+    /// Clients that owe this node, beyond the grace period and a tolerance
+    /// of 1% of the grant plus one unit, for tasks it ran for them:
+    /// `charged` is what it charged each so far (the compute service's
+    /// count), compared with the receipts each paid it.
+    pub fn clients_in_arrears(
+        &mut self,
+        now_ms: u64,
+        charged: &BTreeMap<NodeId, Bounty>,
+    ) -> Vec<(NodeId, Bounty, Bounty)> {
+        for (client, total) in charged {
+            self.arrears.record(now_ms, *client, *total);
+        }
+        let clients: Vec<NodeId> = self.arrears.clients().copied().collect();
+        clients
+            .into_iter()
+            .filter_map(|client| {
+                let paid = self.paid_to_me_by(client);
+                self.arrears
+                    .in_arrears(now_ms, &client, paid)
+                    .then(|| (client, self.arrears.due(now_ms, &client), paid))
+            })
+            .collect()
+    }
+
+    /// What `payer`'s receipts to this node add up to.
+    fn paid_to_me_by(&self, payer: NodeId) -> Bounty {
+        let mut total = Bounty::ZERO;
+        let mut filter = ReceiptFilter::paid_by(payer);
+        loop {
+            let Ok(page) = self.reader.receipts(&filter) else {
+                return total;
+            };
+            for r in page.iter().filter(|r| r.payee() == self.me) {
+                total = total.checked_add(r.charge()).unwrap_or(total);
+            }
+            match page.last() {
+                Some(last) if page.len() == filter.limit => {
+                    filter = filter.after(payer, last.seq());
+                }
+                _ => return total,
+            }
+        }
     }
 
     /// `node`'s balance as this node's ledger knows it: grant + earned - spent.

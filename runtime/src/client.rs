@@ -21,6 +21,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::journal::JobJournal;
 use crate::links::{Links, NetEvent};
 
 /// Most tasks one job may have.
@@ -186,6 +187,19 @@ pub struct SubmitRequest {
     /// Expected time of one task before any has finished, ms.
     #[serde(default = "default_est_ms")]
     pub est_task_ms: u64,
+    /// Nodes that must return byte-equal results for each input (1: no
+    /// verification); see `lppsp_core::job`.
+    #[serde(default = "default_verify")]
+    pub verify: u32,
+    /// Run again the unfinished job with this id, as the node's journal
+    /// recorded it (`lppsp submit --resume JOB`); the other fields are
+    /// then ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
+}
+
+fn default_verify() -> u32 {
+    1
 }
 
 struct ClientJob {
@@ -221,6 +235,8 @@ pub struct Client {
     job_ended: bool,
     /// The latest finished jobs, newest last, for status (bounded).
     finished: VecDeque<serde_json::Value>,
+    /// Where accepted jobs are recorded until they end.
+    journal: Option<JobJournal>,
 }
 
 /// Finished jobs kept for status.
@@ -261,6 +277,7 @@ impl Client {
             metered: Vec::new(),
             job_ended: false,
             finished: VecDeque::new(),
+            journal: None,
         }
     }
 
@@ -289,7 +306,22 @@ impl Client {
                 j.started.elapsed().as_secs_f64(),
             )
         });
-        running.chain(self.finished.iter().cloned()).collect()
+        // Journaled jobs not running here: left by an earlier run of the node.
+        let unfinished = self
+            .journal
+            .iter()
+            .flat_map(|j| j.unfinished())
+            .filter(|id| !self.jobs.contains_key(id))
+            .map(|id| json!({"job": id.to_string(), "state": "unfinished"}));
+        running
+            .chain(unfinished)
+            .chain(self.finished.iter().cloned())
+            .collect()
+    }
+
+    /// Records accepted jobs in `journal` until they end.
+    pub fn set_journal(&mut self, journal: JobJournal) {
+        self.journal = Some(journal);
     }
 
     /// Tasks of this client's jobs not yet placed (demand the compute
@@ -317,6 +349,24 @@ impl Client {
         balance: Bounty,
     ) {
         let fail = |msg: String| json!({"event": "rejected", "error": msg});
+        let mut resumed = None;
+        let req = match req.resume.as_deref() {
+            None => req,
+            Some(text) => {
+                let stored = text.parse::<JobId>().ok().and_then(|id| {
+                    let journal = self.journal.as_ref()?;
+                    Some((id, journal.load(id)?))
+                });
+                let Some((old, stored)) = stored.filter(|(id, _)| !self.jobs.contains_key(id))
+                else {
+                    let msg = format!("no unfinished job {text} in this node's journal");
+                    let _ = reply.send(fail(msg)).await;
+                    return;
+                };
+                resumed = Some(old);
+                stored
+            }
+        };
         let module = match self.load_module(&req) {
             Ok(m) => m,
             Err(e) => {
@@ -372,9 +422,26 @@ impl Client {
             max_attempts: req.max_attempts.max(1),
             task_timeout_ms: req.task_timeout_s.saturating_mul(1000).max(1),
             est_task_micros: req.est_task_ms.saturating_mul(1000).max(1),
+            verify: req.verify.max(1),
         };
+        if let Some(journal) = &self.journal {
+            if let Err(e) = journal.record(id, &req) {
+                let _ = reply
+                    .send(fail(format!("cannot record the job: {e}")))
+                    .await;
+                return;
+            }
+            if let Some(old) = resumed {
+                journal.finish(old);
+                info!(job = %id, resumed = %old, "unfinished job runs again");
+            }
+        }
         info!(job = %id, kernel = %spec.kernel, tasks = total, budget = %budget, "job submitted");
-        let _ = reply.send(json!({"event": "accepted", "job": id.to_string(), "tasks": total, "budget": budget.to_string()})).await;
+        let mut accepted = json!({"event": "accepted", "job": id.to_string(), "tasks": total, "budget": budget.to_string()});
+        if let Some(old) = resumed {
+            accepted["resumed"] = json!(old.to_string());
+        }
+        let _ = reply.send(accepted).await;
         let tracker = JobTracker::new(spec);
         self.jobs.insert(
             id,
@@ -704,6 +771,9 @@ impl Client {
                 let Some(job) = self.jobs.remove(&id) else {
                     return;
                 };
+                if let Some(journal) = &self.journal {
+                    journal.finish(id);
+                }
                 self.job_ended = true;
                 let progress = job.tracker.progress();
                 self.spent = self.spent.checked_add(progress.spent).unwrap_or(self.spent);

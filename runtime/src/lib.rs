@@ -12,6 +12,7 @@ pub mod compute;
 pub mod control;
 pub mod integrator;
 pub mod join;
+pub mod journal;
 pub mod links;
 pub mod node;
 pub mod power;

@@ -236,6 +236,9 @@ pub async fn serve_connection(
         peer,
         reply: reply_tx.clone(),
     });
+    // Whether the peer broke the framing (or was too slow): then the
+    // connection is closed at once, both ways, not kept for replies.
+    let mut violated = false;
     loop {
         let frame = match reader.read_frame().await {
             Ok(Some(frame)) => frame,
@@ -251,7 +254,16 @@ pub async fn serve_connection(
                 if let Some(c) = &compute {
                     c.count_bad_frame();
                 }
-                debug!(%peer, error = %e, "connection closed");
+                violated = match &e {
+                    TransportError::Io(io) => io.kind() == std::io::ErrorKind::TimedOut,
+                    TransportError::Closed => false,
+                    _ => true,
+                };
+                if violated {
+                    warn!(%peer, error = %e, "closing a connection that broke the protocol");
+                } else {
+                    debug!(%peer, error = %e, "connection closed");
+                }
                 break;
             }
         };
@@ -294,12 +306,18 @@ pub async fn serve_connection(
             }
         }
     }
+    // Frees the connection's place under the transport's caps.
+    drop(reader);
     if let Some(c) = &compute {
         // The peer is gone: its queued and running tasks are not wanted.
         c.cancel_all_of(peer);
     }
     drop(reply_tx);
-    let _ = writer_task.await;
+    if violated {
+        writer_task.abort();
+    } else {
+        let _ = writer_task.await;
+    }
 }
 
 /// Compiles (or finds cached) a job's module, off the reactor threads.

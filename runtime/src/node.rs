@@ -217,7 +217,7 @@ async fn run_inner(
         .balancer(&cfg.balancer)
         .map_err(|e| NodeError::Startup(e.to_string()))?;
     let expiry_ms = cfg.network.expiry_ms();
-    let client = Client::new(
+    let mut client = Client::new(
         id,
         transport.clone(),
         scheduler,
@@ -226,6 +226,11 @@ async fn run_inner(
         wall_ms(),
         expiry_ms,
     );
+    if cfg.node.role.submits() {
+        let journal = crate::journal::JobJournal::open(&cfg.node.data_dir)
+            .map_err(|e| NodeError::Startup(format!("job journal in node.data_dir: {e}")))?;
+        client.set_journal(journal);
+    }
 
     info!(
         tls = %tls_addr, beacons = %cfg.network.beacon_listen, discovery = ?cfg.network.discovery,
@@ -823,7 +828,7 @@ impl Driver {
 
     /// Clients whose claimed bounty (in their Hand) exceeds their ledger
     /// balance here, beyond receipts still on their way, get no work.
-    fn check_claims(&self) {
+    fn check_claims(&mut self) {
         let Some(compute) = &self.compute else {
             return;
         };
@@ -843,6 +848,18 @@ impl Driver {
                 warn!(peer = %p.id, claimed = %p.remaining_bounty.unwrap_or(Bounty::ZERO), ledger = %balance, "client refused work: it claims more bounty than it has");
                 refused.insert(p.id);
             }
+        }
+        // Clients that do not pay for tasks run for them (no receipts).
+        let charged = compute
+            .stats
+            .earned
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default();
+        let now = self.now_ms();
+        for (client, due, paid) in self.accounts.clients_in_arrears(now, &charged) {
+            warn!(peer = %client, %due, %paid, "client refused work: it does not pay for tasks run");
+            refused.insert(client);
         }
         compute.set_refused_clients(refused);
     }
@@ -1047,6 +1064,7 @@ impl Driver {
             "sharing": self.sharing.status(),
             "join": self.join.as_ref().map(|j| json!({"listen": j.local_addr().to_string(), "pending": j.pending().len()})),
             "connections_refused": self.transport.refused_connections(),
+            "transport_counters": self.transport.counters().into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
         })
     }
 }

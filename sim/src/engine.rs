@@ -1033,6 +1033,7 @@ impl<'a> Sim<'a> {
             max_attempts: max_attempts.max(1),
             task_timeout_ms: timeout.saturating_mul(1000).max(1),
             est_task_micros: est.saturating_mul(1000).max(1),
+            verify: 1,
         };
         n.jobs.insert(
             id,

@@ -545,6 +545,8 @@ fn submit_request(
         max_attempts: 3,
         task_timeout_s: 300,
         est_task_ms,
+        verify: 1,
+        resume: None,
     }
 }
 

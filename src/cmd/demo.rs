@@ -66,6 +66,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         max_attempts: 3,
         task_timeout_s: 120,
         est_task_ms: 10,
+        verify: 1,
+        resume: None,
     };
     let last = super::submit::follow(cluster.client().control, req, false)?;
     let code = super::submit::summarize(&last);

@@ -25,7 +25,7 @@ pub struct SubmitArgs {
     #[arg(long, default_value = "127.0.0.1:47102")]
     pub control: SocketAddr,
     /// Kernel to run (`lppsp kernels` lists the built-in ones).
-    #[arg(long, required_unless_present = "wasm", conflicts_with = "wasm")]
+    #[arg(long, required_unless_present_any = ["wasm", "resume"], conflicts_with = "wasm")]
     pub kernel: Option<String>,
     /// Run your own kernel: a WASM module (`.wasm`, or `.wat` text compiled
     /// here), for wasm32-wasip1 with the ABI of docs/wasm.md. It is sent
@@ -35,6 +35,16 @@ pub struct SubmitArgs {
     /// With --wasm: fuel (metered WASM instructions) each task may burn.
     #[arg(long, requires = "wasm")]
     pub fuel: Option<u64>,
+    /// Run each task on K different nodes and accept a result only when
+    /// K of them return the same bytes; a node that disagrees is excluded
+    /// from the job (docs/reliability.md).
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub verify: u32,
+    /// Run again an unfinished job of the node (one `lppsp status` lists as
+    /// unfinished: the node was stopped or killed while it ran); all its
+    /// tasks run again.
+    #[arg(long, value_name = "JOB", conflicts_with_all = ["kernel", "wasm"])]
+    pub resume: Option<String>,
     /// Tasks START..END: task i gets i (u64 LE) as input.
     #[arg(long, value_name = "START..END", conflicts_with_all = ["spans", "files", "random", "input"])]
     pub range: Option<String>,
@@ -84,7 +94,10 @@ fn parse_range(s: &str) -> anyhow::Result<(u64, u64)> {
 
 impl SubmitArgs {
     pub fn request(&self) -> anyhow::Result<SubmitRequest> {
-        let inputs = if let Some(r) = &self.range {
+        let inputs = if self.resume.is_some() {
+            // The node runs the job as its journal recorded it.
+            InputSpec::Inline { inputs: Vec::new() }
+        } else if let Some(r) = &self.range {
             let (start, end) = parse_range(r).with_context(|| format!("--range {r}"))?;
             InputSpec::Range {
                 start,
@@ -136,6 +149,8 @@ impl SubmitArgs {
             max_attempts: self.attempts,
             task_timeout_s: self.task_timeout,
             est_task_ms: 10,
+            verify: self.verify,
+            resume: self.resume.clone(),
         })
     }
 }

@@ -85,4 +85,10 @@ pub trait Transport: Send + Sync {
     fn refused_connections(&self) -> u64 {
         0
     }
+
+    /// Named counters of what the transport refused and why (malformed or
+    /// oversized frames, slow peers, connections over a cap), for status.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }

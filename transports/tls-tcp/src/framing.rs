@@ -58,6 +58,10 @@ pub struct FrameSource<R> {
     eof: bool,
     /// Large chunks handed out, oldest first, to reuse once unique.
     spares: VecDeque<Bytes>,
+    /// Longest a frame may take from its first byte to its last.
+    frame_deadline: Option<std::time::Duration>,
+    /// When the first byte of the frame in progress arrived.
+    frame_started: Option<tokio::time::Instant>,
 }
 
 impl<R: AsyncRead + Unpin + Send> FrameSource<R> {
@@ -68,7 +72,18 @@ impl<R: AsyncRead + Unpin + Send> FrameSource<R> {
             decoder: StreamDecoder::new(limits),
             eof: false,
             spares: VecDeque::new(),
+            frame_deadline: None,
+            frame_started: None,
         }
+    }
+
+    /// Bounds how long one frame may take to arrive, from its first byte
+    /// to its last: a peer that sends a frame a byte at a time (slowloris)
+    /// gets an error of kind [`io::ErrorKind::TimedOut`] instead of holding
+    /// the connection forever. Between frames there is no deadline.
+    pub fn with_frame_deadline(mut self, deadline: std::time::Duration) -> Self {
+        self.frame_deadline = Some(deadline);
+        self
     }
 
     /// Large chunks held for reuse (in use or free).
@@ -133,6 +148,7 @@ impl<R: AsyncRead + Unpin + Send> FrameSource<R> {
                     if frame.body.as_ref().is_some_and(large) {
                         self.keep_spares(&frame);
                     }
+                    self.frame_started = None;
                     return Ok(Some(frame));
                 }
                 Ok(None) => {}
@@ -169,7 +185,27 @@ impl<R: AsyncRead + Unpin + Send> FrameSource<R> {
             // Between frames, kept buffers are let go after SPARE_IDLE
             // without input; inside a frame no timer is set.
             let between_frames = self.buf.is_empty() && self.decoder.is_idle();
-            let read = if self.spares.is_empty() || !between_frames {
+            let frame_deadline = match self.frame_deadline {
+                Some(limit) if !between_frames => {
+                    let started = *self
+                        .frame_started
+                        .get_or_insert_with(tokio::time::Instant::now);
+                    Some((started + limit, limit))
+                }
+                _ => None,
+            };
+            let read = if let Some((deadline, limit)) = frame_deadline {
+                // Cancel-safe: a read that times out has read nothing.
+                match tokio::time::timeout_at(deadline, self.io.read_buf(&mut self.buf)).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        return Err(TransportError::Io(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("frame not complete within {} ms", limit.as_millis()),
+                        )))
+                    }
+                }
+            } else if self.spares.is_empty() || !between_frames {
                 self.io.read_buf(&mut self.buf).await
             } else {
                 // Cancel-safe: a read that times out has read nothing.
@@ -439,5 +475,32 @@ mod tests {
             Err(TransportError::Protocol(e)) => assert_eq!(e.kind, DecodeErrorKind::Truncated),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_frame_that_does_not_finish_in_time_is_an_error_but_idling_is_not() {
+        use tokio::io::AsyncWriteExt as _;
+        let deadline = std::time::Duration::from_millis(200);
+        let (mut a, b) = tokio::io::duplex(4096);
+        let mut source = FrameSource::new(b, Limits::default()).with_frame_deadline(deadline);
+        // Idle longer than the deadline between frames, then a whole frame.
+        let mut whole = Vec::new();
+        encode(&frames()[0], &mut whole);
+        let half = whole[..whole.len() / 2].to_vec();
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(deadline * 2).await;
+            a.write_all(&whole).await.unwrap();
+            // Then half a frame, and nothing more.
+            a.write_all(&half).await.unwrap();
+            tokio::time::sleep(deadline * 5).await;
+            drop(a);
+        });
+        let first = source.read_frame().await;
+        assert!(matches!(first, Ok(Some(_))), "{first:?}");
+        match source.read_frame().await {
+            Err(TransportError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::TimedOut),
+            other => panic!("{other:?}"),
+        }
+        writer.abort();
     }
 }

@@ -12,13 +12,22 @@
 //! for at most the timeout and never delays other peers; [`Transport::accept`]
 //! yields only connections whose handshake succeeded.
 //!
+//! Every connection also counts against a cap per source address and a
+//! cap in total (`max_connections_per_ip`, `max_connections`): past them a
+//! new TCP connection is closed at once, before any TLS work, so a flood
+//! from one machine costs the node a socket for an instant and never
+//! starves other peers. Once a frame has started, it must be complete
+//! within `frame_timeout_ms`, so a peer sending a byte at a time
+//! (slowloris) loses its connection instead of holding it.
+//!
 //! Note on TLS 1.3: a client finishes its handshake before the server has
 //! checked the client's certificate. A server that refuses us is therefore
 //! seen by [`Transport::connect`]'s caller as a connection whose first read
 //! fails (with the server's alert) or ends; the server side never delivers
 //! anything from such a peer.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +80,14 @@ pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 256;
 
 /// Largest `max_pending_handshakes` accepted.
 pub const MAX_PENDING_HANDSHAKES_LIMIT: usize = 65_536;
+/// Default longest time from a frame's first byte to its last: a 64 MiB
+/// body (the default `limits.max_body`) arrives well within it on any LAN.
+pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default cap on open incoming connections (handshaking or served).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default cap on open incoming connections from one IP address: a peer
+/// needs one or two; more leaves room for several nodes behind one NAT.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 64;
 
 /// Options from the `[transport]` section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +96,12 @@ pub struct TlsOptions {
     pub handshake_timeout: Duration,
     /// `max_pending_handshakes`
     pub max_pending_handshakes: usize,
+    /// `frame_timeout_ms`
+    pub frame_timeout: Duration,
+    /// `max_connections`
+    pub max_connections: usize,
+    /// `max_connections_per_ip`
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for TlsOptions {
@@ -86,6 +109,9 @@ impl Default for TlsOptions {
         Self {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
+            frame_timeout: DEFAULT_FRAME_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
         }
     }
 }
@@ -121,10 +147,20 @@ impl TlsOptions {
                     // Bounded just above, so it fits.
                     out.max_pending_handshakes = n as usize;
                 }
+                "frame_timeout_ms" => out.frame_timeout = Duration::from_millis(positive()?),
+                "max_connections" | "max_connections_per_ip" => {
+                    let n = usize::try_from(positive()?).unwrap_or(usize::MAX);
+                    if key == "max_connections" {
+                        out.max_connections = n;
+                    } else {
+                        out.max_connections_per_ip = n;
+                    }
+                }
                 other => {
                     return Err(TransportError::Config(format!(
                         "transport.{other}: unknown option of the {NAME} transport \
-                         (known: handshake_timeout_ms, max_pending_handshakes)"
+                         (known: handshake_timeout_ms, max_pending_handshakes, \
+                         frame_timeout_ms, max_connections, max_connections_per_ip)"
                     )))
                 }
             }
@@ -198,6 +234,88 @@ pub fn server_name() -> Result<ServerName<'static>, TransportError> {
 struct Stats {
     refused: AtomicU64,
     accepted: AtomicU64,
+    /// Connections closed at once for being over a connection cap.
+    over_limit: AtomicU64,
+    /// Frames skipped as unusable, the connection kept.
+    bad_frames: AtomicU64,
+    /// Connections closed for bytes that break the framing.
+    malformed: AtomicU64,
+    /// Connections closed for a line, chunk, body or count over `[limits]`.
+    oversized: AtomicU64,
+    /// Connections closed for a frame not complete within the deadline.
+    slow_frames: AtomicU64,
+}
+
+impl Stats {
+    /// Counts why a peer's frame was refused.
+    fn count_read_error(&self, e: &TransportError) {
+        use lppsp_core::wire::DecodeErrorKind as K;
+        let counter = match e {
+            TransportError::BadFrame(_) => &self.bad_frames,
+            TransportError::Protocol(d) => match d.kind {
+                K::LineTooLong { .. }
+                | K::TooManyHeaders { .. }
+                | K::ChunkTooLarge { .. }
+                | K::BodyTooLarge { .. }
+                | K::TooManyChunks { .. } => &self.oversized,
+                _ => &self.malformed,
+            },
+            TransportError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                &self.slow_frames
+            }
+            _ => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Open incoming connections, per source address and in total.
+#[derive(Debug, Default)]
+struct ConnTable {
+    per_ip: std::sync::Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl ConnTable {
+    /// A slot for one more connection from `ip`, or `None` when a cap is
+    /// reached.
+    fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        max_total: usize,
+        max_per_ip: usize,
+    ) -> Option<ConnSlot> {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let total: usize = per_ip.values().sum();
+        let mine = per_ip.get(&ip).copied().unwrap_or(0);
+        if total >= max_total || mine >= max_per_ip {
+            return None;
+        }
+        per_ip.insert(ip, mine + 1);
+        Some(ConnSlot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One admitted connection; its slot is freed when this is dropped (with
+/// the connection's reading half, or when its handshake fails).
+#[derive(Debug)]
+struct ConnSlot {
+    table: Arc<ConnTable>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut per_ip = self.table.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// The TLS-over-TCP transport.
@@ -260,9 +378,10 @@ impl TlsTransport {
             acceptor,
             tx,
             limits,
-            timeout: options.handshake_timeout,
+            options,
             permits: Arc::new(Semaphore::new(pending)),
             stats: stats.clone(),
+            table: Arc::new(ConnTable::default()),
         }));
         tracing::info!(addr = %local_addr, node = %identity.node_id(), "tls-tcp transport listening");
         Ok(Arc::new(Self {
@@ -319,6 +438,9 @@ impl TlsTransport {
                 peer,
                 remote: addr,
                 limits: self.limits,
+                frame_timeout: self.options.frame_timeout,
+                stats: self.stats.clone(),
+                slot: None,
             })
         };
         match tokio::time::timeout(self.options.handshake_timeout, handshake).await {
@@ -390,6 +512,20 @@ impl Transport for TlsTransport {
     fn refused_connections(&self) -> u64 {
         self.refused_handshakes()
     }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let s = &self.stats;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            ("handshakes_accepted", get(&s.accepted)),
+            ("handshakes_refused", get(&s.refused)),
+            ("connections_over_limit", get(&s.over_limit)),
+            ("bad_frames", get(&s.bad_frames)),
+            ("malformed", get(&s.malformed)),
+            ("oversized", get(&s.oversized)),
+            ("slow_frames", get(&s.slow_frames)),
+        ]
+    }
 }
 
 fn peer_identity(
@@ -410,9 +546,10 @@ struct AcceptLoop {
     acceptor: TlsAcceptor,
     tx: mpsc::Sender<TlsConnection>,
     limits: Limits,
-    timeout: Duration,
+    options: TlsOptions,
     permits: Arc<Semaphore>,
     stats: Arc<Stats>,
+    table: Arc<ConnTable>,
 }
 
 async fn accept_loop(l: AcceptLoop) {
@@ -434,11 +571,23 @@ async fn accept_loop(l: AcceptLoop) {
         if l.tx.is_closed() {
             return;
         }
+        let Some(slot) = l.table.admit(
+            addr.ip(),
+            l.options.max_connections,
+            l.options.max_connections_per_ip,
+        ) else {
+            // Dropping the socket closes it: no TLS work for a flood.
+            l.stats.over_limit.fetch_add(1, Ordering::Relaxed);
+            l.stats.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(peer = %addr, "tls-tcp connection over the limit closed");
+            continue;
+        };
         let acceptor = l.acceptor.clone();
         let tx = l.tx.clone();
         let stats = l.stats.clone();
         let limits = l.limits;
-        let timeout = l.timeout;
+        let timeout = l.options.handshake_timeout;
+        let frame_timeout = l.options.frame_timeout;
         tokio::spawn(async move {
             let result =
                 tokio::time::timeout(timeout, server_handshake(&acceptor, tcp, addr)).await;
@@ -448,6 +597,9 @@ async fn accept_loop(l: AcceptLoop) {
                     peer,
                     remote: addr,
                     limits,
+                    frame_timeout,
+                    stats: stats.clone(),
+                    slot: Some(slot),
                 },
                 Ok(Err(reason)) => {
                     stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -493,6 +645,10 @@ pub struct TlsConnection {
     peer: PeerIdentity,
     remote: SocketAddr,
     limits: Limits,
+    frame_timeout: Duration,
+    stats: Arc<Stats>,
+    /// Incoming only: this connection's place under the connection caps.
+    slot: Option<ConnSlot>,
 }
 
 impl std::fmt::Debug for TlsConnection {
@@ -508,9 +664,14 @@ impl TlsConnection {
     /// Splits into the concrete halves.
     pub fn split_tls(self) -> (TlsFrameWriter, TlsFrameReader) {
         let (r, w) = tokio::io::split(self.stream);
+        let source = FrameSource::new(r, self.limits).with_frame_deadline(self.frame_timeout);
         (
             TlsFrameWriter(FrameSink::new(w)),
-            TlsFrameReader(FrameSource::new(r, self.limits)),
+            TlsFrameReader {
+                source,
+                stats: self.stats,
+                _slot: self.slot,
+            },
         )
     }
 }
@@ -532,7 +693,12 @@ impl Connection for TlsConnection {
 
 /// The receiving half of a [`TlsConnection`].
 #[derive(Debug)]
-pub struct TlsFrameReader(FrameSource<ReadHalf<Stream>>);
+pub struct TlsFrameReader {
+    source: FrameSource<ReadHalf<Stream>>,
+    stats: Arc<Stats>,
+    /// Held while the connection is read: the caps count it until then.
+    _slot: Option<ConnSlot>,
+}
 
 /// The sending half of a [`TlsConnection`].
 #[derive(Debug)]
@@ -541,7 +707,13 @@ pub struct TlsFrameWriter(FrameSink<WriteHalf<Stream>>);
 impl FrameReader for TlsFrameReader {
     /// Cancel-safe (see [`FrameSource::read_frame`]).
     fn read_frame(&mut self) -> BoxFuture<'_, Result<Option<Frame>, TransportError>> {
-        Box::pin(self.0.read_frame())
+        Box::pin(async move {
+            let result = self.source.read_frame().await;
+            if let Err(e) = &result {
+                self.stats.count_read_error(e);
+            }
+            result
+        })
     }
 }
 
