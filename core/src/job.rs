@@ -25,7 +25,7 @@ use bytes::Bytes;
 use crate::component::scheduler::{Constraints, PendingTask, Plan, Unplaced};
 use crate::money::{self, Bounty, Price};
 use crate::node_id::NodeId;
-use crate::wire::{JobId, KernelName, RefuseReason};
+use crate::wire::{Body, Frame, JobId, KernelName, Message, RefuseReason};
 
 /// What a job is.
 #[derive(Debug, Clone)]
@@ -67,6 +67,53 @@ pub enum JobCommand {
     Integrate { node: NodeId, tasks: u64 },
     /// Tell the integrator `node` to drop what it holds of the job.
     Forget { node: NodeId },
+}
+
+impl JobCommand {
+    /// The node this command is for, and the frame that carries it, at
+    /// `price`: what both the runtime and the simulator send.
+    pub fn into_frame(self, job: JobId, kernel: &KernelName, price: Price) -> (NodeId, Frame) {
+        match self {
+            JobCommand::Place {
+                node,
+                task,
+                input,
+                result_to,
+            } => {
+                let message = Message::Task {
+                    job,
+                    task,
+                    kernel: kernel.clone(),
+                };
+                let mut frame = Frame::new(price, message).with_body(Body::from_bytes(input));
+                if let Some(r) = result_to {
+                    frame = frame.with_header("Result-To", r.to_string());
+                }
+                (node, frame)
+            }
+            JobCommand::Cancel { node, task } => (
+                node,
+                Frame::new(
+                    price,
+                    Message::Cancel {
+                        job,
+                        task: Some(task),
+                    },
+                ),
+            ),
+            JobCommand::Integrate { node, tasks } => {
+                let message = Message::Integrate {
+                    job,
+                    tasks,
+                    kernel: kernel.clone(),
+                };
+                (node, Frame::new(price, message))
+            }
+            JobCommand::Forget { node } => {
+                (node, Frame::new(price, Message::Cancel { job, task: None }))
+            }
+        }
+    }
 }
 
 /// Why a job failed.

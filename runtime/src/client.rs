@@ -665,7 +665,6 @@ impl Client {
             return;
         };
         let kernel = job.tracker.spec().kernel.clone();
-        let total = job.tracker.spec().inputs.len() as u64;
         let mut lost = Vec::new();
         while let Some(cmd) = job.tracker.poll_command() {
             if let (
@@ -685,57 +684,14 @@ impl Client {
                     }
                 }
             }
-            let (node, frame) = match cmd {
-                JobCommand::Place {
-                    node,
-                    task,
-                    input,
-                    result_to,
-                } => {
-                    let message = Message::Task {
-                        job: id,
-                        task,
-                        kernel: kernel.clone(),
-                    };
-                    let mut frame = Frame::new(price, message).with_body(Body::from_bytes(input));
-                    if let Some(r) = result_to {
-                        frame = frame.with_header("Result-To", r.to_string());
-                    }
-                    if let Some(f) = job.fuel {
-                        frame = frame.with_header("Fuel-Limit", f.to_string());
-                    }
-                    (node, frame)
-                }
-                JobCommand::Cancel { node, task } => (
-                    node,
-                    Frame::new(
-                        price,
-                        Message::Cancel {
-                            job: id,
-                            task: Some(task),
-                        },
-                    ),
-                ),
-                JobCommand::Integrate { node, tasks } => {
-                    info!(job = %id, integrator = %node, "asking the integrator for the job result");
-                    let message = Message::Integrate {
-                        job: id,
-                        tasks: tasks.min(total),
-                        kernel: kernel.clone(),
-                    };
-                    (node, Frame::new(price, message))
-                }
-                JobCommand::Forget { node } => (
-                    node,
-                    Frame::new(
-                        price,
-                        Message::Cancel {
-                            job: id,
-                            task: None,
-                        },
-                    ),
-                ),
-            };
+            if let JobCommand::Integrate { node, .. } = &cmd {
+                info!(job = %id, integrator = %node, "asking the integrator for the job result");
+            }
+            let is_task = matches!(cmd, JobCommand::Place { .. });
+            let (node, mut frame) = cmd.into_frame(id, &kernel, price);
+            if let Some(f) = job.fuel.filter(|_| is_task) {
+                frame = frame.with_header("Fuel-Limit", f.to_string());
+            }
             if !self.links.send(node, frame, book) {
                 lost.push(node);
             }

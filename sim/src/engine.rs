@@ -26,11 +26,11 @@ use lppsp_core::book::{Book, BookConfig, BookEvent};
 use lppsp_core::component::scheduler::{Constraints, PeerView, PlacementRequest};
 use lppsp_core::component::{Balancer, MarketSample, PriceProposal, Scheduler};
 use lppsp_core::config::ComponentSection;
-use lppsp_core::job::{JobCommand, JobOutcome, JobSpec, JobTracker, TaskReport};
+use lppsp_core::job::{JobOutcome, JobSpec, JobTracker, TaskReport};
 use lppsp_core::market::{self, Committed, Market, MarketConfig, MarketOutput};
 use lppsp_core::money::{Bounty, Price};
 use lppsp_core::registry::Registry;
-use lppsp_core::wire::{Arch, Body, Endpoint, Frame, Hand, JobId, KernelName, Message};
+use lppsp_core::wire::{Arch, Endpoint, Frame, Hand, JobId, KernelName, Message};
 use lppsp_core::{NodeId, PROTOCOL_VERSION};
 use lppsp_ledger::ReceiptFields;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -1172,56 +1172,7 @@ impl<'a> Sim<'a> {
             };
             let kernel = job.tracker.spec().kernel.clone();
             while let Some(cmd) = job.tracker.poll_command() {
-                let (node, frame) = match cmd {
-                    JobCommand::Place {
-                        node,
-                        task,
-                        input,
-                        result_to,
-                    } => {
-                        let m = Message::Task {
-                            job: *id,
-                            task,
-                            kernel: kernel.clone(),
-                        };
-                        let mut f = Frame::new(price, m).with_body(Body::from_bytes(input));
-                        if let Some(r) = result_to {
-                            f = f.with_header("Result-To", r.to_string());
-                        }
-                        (node, f)
-                    }
-                    JobCommand::Cancel { node, task } => (
-                        node,
-                        Frame::new(
-                            price,
-                            Message::Cancel {
-                                job: *id,
-                                task: Some(task),
-                            },
-                        ),
-                    ),
-                    JobCommand::Integrate { node, tasks } => (
-                        node,
-                        Frame::new(
-                            price,
-                            Message::Integrate {
-                                job: *id,
-                                tasks,
-                                kernel: kernel.clone(),
-                            },
-                        ),
-                    ),
-                    JobCommand::Forget { node } => (
-                        node,
-                        Frame::new(
-                            price,
-                            Message::Cancel {
-                                job: *id,
-                                task: None,
-                            },
-                        ),
-                    ),
-                };
+                let (node, frame) = cmd.into_frame(*id, &kernel, price);
                 sends.push((node, frame));
             }
         }
