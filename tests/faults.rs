@@ -343,6 +343,8 @@ fn compute_nodes_killed_mid_job_lose_nothing_over_20_rounds() {
         .sum();
     let extra = samples.to_string();
     let range_arg = format!("0..{range}");
+    // A task sent just as its node dies can go unnoticed until the task
+    // time-out places it again (docs/reliability.md): keep that bounded.
     let args = [
         "--kernel",
         "w2-monte-carlo-pi",
@@ -350,6 +352,8 @@ fn compute_nodes_killed_mid_job_lose_nothing_over_20_rounds() {
         &range_arg,
         "--extra",
         &extra,
+        "--task-timeout",
+        "15",
     ];
     let mut kills = 0;
     for round in 0..ROUNDS {
@@ -453,6 +457,7 @@ fn a_hundred_thousand_tasks_while_nodes_join_and_leave() {
     let mut child = Command::new(bin())
         .args(["submit", "--json", "--control", &control])
         .args(["--kernel", "w1-sum-squares", "--range", &range])
+        .args(["--task-timeout", "30"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
