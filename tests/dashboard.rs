@@ -132,6 +132,13 @@ fn the_page_in_a_browser_lists_the_peers_and_the_price() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The dashboard refreshes its snapshot once a tick: wait until it has
+    // the job before the browser (which runs on virtual time) loads it.
+    wait_for(Duration::from_secs(10), || {
+        http_get(procs[0].ports.dashboard_addr(), "/api/status")
+            .is_some_and(|(_, body)| body.contains("w2-monte-carlo-pi"))
+    })
+    .expect("the dashboard's snapshot has the finished job");
     let price = procs[0].status()["market"]["price"]
         .as_str()
         .unwrap()
