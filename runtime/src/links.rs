@@ -71,8 +71,17 @@ impl Links {
     /// false when the node is not in the book or its link is gone (the
     /// caller treats the node as lost).
     pub fn send(&mut self, node: NodeId, frame: Frame, book: &Book) -> bool {
+        // Work for a compute node must arrive on a connection it accepted:
+        // only those feed its compute service (`serve_connection`); a
+        // connection it opened to us delivers to its driver, which runs no
+        // tasks.
+        let for_compute = matches!(
+            frame.message,
+            Message::Task { .. } | Message::Cancel { .. } | Message::Module { .. }
+        );
         let frame = match self.incoming.get(&node) {
-            Some(back) if !self.links.contains_key(&node) => match back.send(frame) {
+            Some(back) if !for_compute && !self.links.contains_key(&node) => match back.send(frame)
+            {
                 Ok(()) => return true,
                 Err(e) => {
                     self.incoming.remove(&node);
