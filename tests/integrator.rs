@@ -28,16 +28,9 @@ fn cluster() -> (Community, Vec<NodeProc>, String) {
         }
     });
     let integrator = procs[2].id();
-    wait_for(Duration::from_secs(5), || {
-        procs[0].status()["peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|p| p["slots"].as_u64() > Some(0))
-            .count()
-            == 2
-    })
-    .expect("client sees both compute nodes");
+    procs[0]
+        .wait_for_compute_peers(2, Duration::from_secs(5))
+        .expect("client sees both compute nodes");
     (community, procs, integrator)
 }
 
@@ -102,9 +95,7 @@ fn when_the_integrator_dies_the_client_integrates_and_loses_nothing() {
     let (killed, status, last) = submit_acting_at(&control, &args, 30, || procs[2].signal(SIGKILL));
     assert!(killed, "the job ended before the kill");
     assert!(status.success(), "{last}\n{}", procs[0].log_text());
-    let hits: u64 = (0..200)
-        .map(|i| lppsp_executor_builtin::w2_hits(i, samples))
-        .sum();
+    let hits: u64 = w2_hits_total(200, samples);
     assert!(
         last["result"]
             .as_str()

@@ -21,16 +21,9 @@ fn cluster(computes: usize) -> Cluster {
     nodes.extend(names.iter().map(|n| (n.as_str(), "compute")));
     let mut procs = start_cluster(&community, &nodes);
     let client = procs.remove(0);
-    wait_for(Duration::from_secs(5), || {
-        client.status()["peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|p| p["slots"].as_u64() > Some(0))
-            .count()
-            == computes
-    })
-    .expect("client sees every compute node");
+    client
+        .wait_for_compute_peers(computes, Duration::from_secs(5))
+        .expect("client sees every compute node");
     Cluster {
         _community: community,
         client,
@@ -92,9 +85,7 @@ fn w1_and_w2_give_the_reference_results() {
     );
     let last = events.last().unwrap();
     assert_eq!(code, 0, "{last}");
-    let hits: u64 = (0..200)
-        .map(|i| lppsp_executor_builtin::w2_hits(i, 5_000_000))
-        .sum();
+    let hits: u64 = w2_hits_total(200, 5_000_000);
     let result = last["result"].as_str().unwrap();
     assert!(
         result.contains(&format!("{hits} hits")),
@@ -182,9 +173,7 @@ fn a_compute_node_killed_mid_job_loses_nothing_and_counts_nothing_twice() {
     assert!(killed, "the job ended before the kill");
     assert!(status.success(), "{last}\n{}", c.client.log_text());
     assert_eq!(last["event"], "done");
-    let hits: u64 = (0..200)
-        .map(|i| lppsp_executor_builtin::w2_hits(i, samples))
-        .sum();
+    let hits: u64 = w2_hits_total(200, samples);
     assert!(
         last["result"]
             .as_str()

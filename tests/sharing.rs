@@ -97,9 +97,7 @@ fn the_owner_returning_withdraws_tasks_which_run_elsewhere_and_the_node_comes_ba
     );
     assert!(status.success(), "{last}\n{}", client.log_text());
     assert_eq!(last["event"], "done");
-    let hits: u64 = (0..200)
-        .map(|i| lppsp_executor_builtin::w2_hits(i, samples))
-        .sum();
+    let hits: u64 = w2_hits_total(200, samples);
     assert!(
         last["result"]
             .as_str()

@@ -69,16 +69,9 @@ fn wasm_jobs_run_sandboxed_and_failures_leave_the_nodes_serving() {
     let mut procs = procs.into_iter();
     let client = procs.next().unwrap();
     let computes: Vec<NodeProc> = procs.collect();
-    wait_for(Duration::from_secs(5), || {
-        client.status()["peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|p| p["slots"].as_u64() > Some(0))
-            .count()
-            == 2
-    })
-    .expect("client sees both compute nodes");
+    client
+        .wait_for_compute_peers(2, Duration::from_secs(5))
+        .expect("client sees both compute nodes");
     let dir = tempfile::tempdir().unwrap();
     let w2 = write(dir.path(), "w2.wat", kernels::W2);
 

@@ -268,6 +268,24 @@ impl NodeProc {
             .unwrap_or_else(|| panic!("status of {} failed; log:\n{}", self.name, self.log_text()))
     }
 
+    /// Peers in this node's book that offer slots (compute nodes).
+    pub fn compute_peers(&self) -> usize {
+        self.status()["peers"]
+            .as_array()
+            .map(|peers| {
+                peers
+                    .iter()
+                    .filter(|p| p["slots"].as_u64() > Some(0))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Waits until this node's book lists exactly `n` compute nodes.
+    pub fn wait_for_compute_peers(&self, n: usize, timeout: Duration) -> Option<Duration> {
+        wait_for(timeout, || self.compute_peers() == n)
+    }
+
     pub fn peer_ids(&self) -> Vec<String> {
         let st = self.status();
         st["peers"]
@@ -408,4 +426,12 @@ pub fn submit_acting_at(
         last = ev;
     }
     (acted, child.wait().unwrap(), last)
+}
+
+/// W2's total hit count over tasks `0..tasks` of `samples` each, as the
+/// builtin kernel computes it.
+pub fn w2_hits_total(tasks: u64, samples: u64) -> u64 {
+    (0..tasks)
+        .map(|i| lppsp_executor_builtin::w2_hits(i, samples))
+        .sum()
 }
