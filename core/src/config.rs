@@ -57,12 +57,6 @@ impl Role {
     pub fn submits(self) -> bool {
         matches!(self, Role::Client | Role::Both)
     }
-    /// Whether this node's balancer may propose prices. A member whose
-    /// balancer is `ml` leaves proposing to the observer: `ml` turns its
-    /// FSM off, and it votes on the observer's proposals.
-    pub fn proposes_with(self, balancer_kind: &str) -> bool {
-        self == Role::Observer || balancer_kind != "ml"
-    }
 }
 
 /// How beacons reach other nodes.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use lppsp_core::beacon::{self, BeaconCrypto, BeaconHeaders};
 use lppsp_core::book::{Book, BookConfig, BookEvent, Departure};
 use lppsp_core::component::{Balancer, MarketSample};
-use lppsp_core::config::NodeConfig;
+use lppsp_core::config::{NodeConfig, Role};
 use lppsp_core::market::{self, Market, MarketConfig, MarketOutput};
 use lppsp_core::money::Bounty;
 use lppsp_core::registry::{Registry, TransportParams};
@@ -897,12 +897,18 @@ impl Driver {
         self.last_sample = Some(sample);
         let live = self.live_members();
         let proposal = self.balancer.on_sample(&sample);
-        let proposes = self.cfg.node.role.proposes_with(&self.cfg.balancer.kind);
+        let proposes = self.balancer_proposes();
         if let Some(p) = proposal.filter(|_| proposes) {
             info!(price = %p.price, evidence = %p.evidence, "balancer proposes a price");
             self.market.propose(now, p.price, p.evidence, &live);
         }
         self.market.handle_timeout(now, &live);
+    }
+
+    /// Whether this node's balancer may propose: an observer-only balancer
+    /// (ml) proposes on an observer node and nowhere else.
+    fn balancer_proposes(&self) -> bool {
+        self.cfg.node.role == Role::Observer || !self.balancer.observer_only()
     }
 
     /// Sends what the price agreement asks for and applies commits.
@@ -934,7 +940,7 @@ impl Driver {
             "demand_tasks": self.last_sample.map(|s| s.demand_tasks),
             "supply_mflops": self.last_sample.map(|s| s.supply_mflops),
             "balancer": self.balancer.describe(),
-            "balancer_proposes": self.cfg.node.role.proposes_with(&self.cfg.balancer.kind),
+            "balancer_proposes": self.balancer_proposes(),
             "balancer_state": self.balancer.status_json().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()),
             "open_round": self.market.open_round().map(|(epoch, price, yes)| json!({"epoch": epoch, "price": price.to_string(), "yes_votes": yes})),
             "last_abandoned": self.market.last_abandoned(),

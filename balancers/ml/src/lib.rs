@@ -675,6 +675,10 @@ impl Balancer for MlBalancer {
         serde_json::to_string(&self.status()).ok()
     }
 
+    fn observer_only(&self) -> bool {
+        true
+    }
+
     fn on_sample(&mut self, s: &MarketSample) -> Option<PriceProposal> {
         self.market = Some(s.price);
         if !self.due(s.at_ms) {

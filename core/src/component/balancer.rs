@@ -40,6 +40,13 @@ pub trait Balancer: Send {
     fn describe(&self) -> String {
         self.name().to_string()
     }
+    /// Whether this balancer proposes only on an observer node (`lppsp
+    /// observe`). On other nodes it then proposes nothing: they vote on the
+    /// observer's proposals (RFC 1.4 b: the ML balancer runs on one
+    /// observer, and configuring it on a member turns the member's FSM off).
+    fn observer_only(&self) -> bool {
+        false
+    }
     /// The balancer's state as a JSON object (text), for `lppsp status`:
     /// the ML balancer's fit, say. None when it has nothing more to say
     /// than [`Balancer::describe`].
