@@ -158,6 +158,43 @@ pub struct TaskReport {
     pub held_by: Option<NodeId>,
 }
 
+impl TaskReport {
+    /// Reads the `Result/job/task/status` frame `frame` from `sender`. The
+    /// worker is the node named by `Worker` when an integrator holds the
+    /// result (the frame then comes from the integrator), else the sender.
+    /// The power paid is the frame's `Power`, at most `promised(worker)`:
+    /// what that node promised in its Hand. Returns the report and the fuel
+    /// the task used (`Fuel`), or None when `Worker` is not a node id.
+    pub fn from_result_frame(
+        sender: NodeId,
+        task: u64,
+        ok: bool,
+        frame: Frame,
+        promised: impl FnOnce(&NodeId) -> u64,
+    ) -> Option<(TaskReport, Option<u64>)> {
+        let (node, held_by) = match frame.headers.get("Worker") {
+            Some(w) => (w.parse::<NodeId>().ok()?, Some(sender)),
+            None => (sender, None),
+        };
+        let number = |name: &str| frame.headers.get(name).and_then(|v| v.parse::<u64>().ok());
+        let micros = number("Elapsed-Us").unwrap_or(0);
+        let promised = promised(&node);
+        let power = number("Power").unwrap_or(promised).min(promised);
+        let fuel = number("Fuel");
+        let body = frame.body.map(|b| b.to_bytes()).unwrap_or_default();
+        let report = TaskReport {
+            node,
+            task,
+            ok,
+            body,
+            micros,
+            power,
+            held_by,
+        };
+        Some((report, fuel))
+    }
+}
+
 /// Per-node accounting for one job.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct NodeTally {

@@ -500,39 +500,14 @@ impl Client {
                 let Some(j) = self.jobs.get_mut(&job) else {
                     return;
                 };
-                // From an integrator: the result is held there, and the
-                // `Worker` header names the node that ran the task.
-                let (worker, held_by) = match frame.headers.get("Worker") {
-                    Some(w) => match w.parse::<NodeId>() {
-                        Ok(w) => (w, Some(peer)),
-                        Err(_) => return,
-                    },
-                    None => (peer, None),
+                let Some((report, fuel)) =
+                    TaskReport::from_result_frame(peer, task, ok, frame, |worker| {
+                        book.peer(worker).map(|p| p.power).unwrap_or(0)
+                    })
+                else {
+                    return;
                 };
-                let micros = frame
-                    .headers
-                    .get("Elapsed-Us")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                // A node is paid at most the power it promised in its Hand.
-                let promised = book.peer(&worker).map(|p| p.power).unwrap_or(0);
-                let power = frame
-                    .headers
-                    .get("Power")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(promised)
-                    .min(promised);
-                let fuel = frame.headers.get("Fuel").and_then(|v| v.parse().ok());
-                let body = frame.body.map(|b| b.to_bytes()).unwrap_or_default();
-                let report = TaskReport {
-                    node: worker,
-                    task,
-                    ok,
-                    body,
-                    micros,
-                    power,
-                    held_by,
-                };
+                let (worker, power, micros) = (report.node, report.power, report.micros);
                 if let Some(charge) = j.tracker.on_result(now_ms, report, price) {
                     self.metered.push(Metered {
                         job,

@@ -1310,44 +1310,22 @@ impl<'a> Sim<'a> {
                 let Some(j) = n.jobs.get_mut(&job) else {
                     return Ok(());
                 };
-                let (worker, held_by) = match frame.headers.get("Worker") {
-                    Some(w) => match w.parse::<NodeId>() {
-                        Ok(w) => (w, Some(sender)),
-                        Err(_) => return Ok(()),
-                    },
-                    None => (sender, None),
+                let price = frame.price;
+                let books = &self.books;
+                let Some((report, _fuel)) =
+                    TaskReport::from_result_frame(sender, task, ok, frame, |worker| {
+                        books
+                            .get(d)
+                            .and_then(|b| b.peer(worker))
+                            .map(|p| p.power)
+                            .unwrap_or(0)
+                    })
+                else {
+                    return Ok(());
                 };
-                let micros = frame
-                    .headers
-                    .get("Elapsed-Us")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                let promised = self
-                    .books
-                    .get(d)
-                    .and_then(|b| b.peer(&worker))
-                    .map(|p| p.power)
-                    .unwrap_or(0);
-                let power = frame
-                    .headers
-                    .get("Power")
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(promised)
-                    .min(promised);
-                let report = TaskReport {
-                    node: worker,
-                    task,
-                    ok,
-                    body: frame.body.map(|b| b.to_bytes()).unwrap_or_default(),
-                    micros,
-                    power,
-                    held_by,
-                };
-                if let Some(charge) = j.tracker.on_result(now, report, frame.price) {
-                    let m = n
-                        .meters
-                        .entry((job, worker, frame.price, power))
-                        .or_default();
+                let (worker, power, micros) = (report.node, report.power, report.micros);
+                if let Some(charge) = j.tracker.on_result(now, report, price) {
+                    let m = n.meters.entry((job, worker, price, power)).or_default();
                     m.tasks += 1;
                     m.micros = m.micros.saturating_add(micros);
                     m.charge = m.charge.checked_add(charge).unwrap_or(m.charge);
