@@ -153,12 +153,18 @@ impl ComputeService {
         self.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Stops every task queued or running for `client` (its connection closed).
-    pub fn cancel_all_of(&self, client: NodeId) {
+    /// Stops every task queued or running that `client` placed over the
+    /// connection answering on `reply` (that connection closed). Tasks the
+    /// same client placed over another connection, such as the new one it
+    /// opened after a partition, are not touched: their results still have
+    /// somewhere to go.
+    pub fn cancel_all_of(&self, client: NodeId, reply: &mpsc::UnboundedSender<Frame>) {
         if let Ok(running) = self.running.lock() {
             for ((c, _, _), placed) in running.iter() {
-                if *c == client {
+                if *c == client && placed.reply.same_channel(reply) && !placed.cancel.is_cancelled()
+                {
                     placed.cancel.cancel();
+                    self.stats.tasks_cancelled.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -345,7 +351,10 @@ fn worker(rx: Arc<Mutex<std::sync::mpsc::Receiver<Work>>>, ctx: WorkerContext) {
                 Ok(out) => (true, out.result, out.fuel),
                 Err(e) => (false, e.to_string().into_bytes(), None),
             };
-            if ok {
+            if work.cancel.is_cancelled() {
+                // Counted as cancelled where it was cancelled; its
+                // interrupted run is no failure of the task.
+            } else if ok {
                 stats.tasks_done.fetch_add(1, Ordering::Relaxed);
                 let charge = money::charge(work.price, power, micros).unwrap_or(Bounty::ZERO);
                 if let Ok(mut earned) = stats.earned.lock() {
@@ -385,5 +394,105 @@ fn worker(rx: Arc<Mutex<std::sync::mpsc::Receiver<Work>>>, ctx: WorkerContext) {
             r.remove(&key);
         }
         load.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lppsp_core::component::{TaskError, TaskOutput};
+    use std::sync::atomic::AtomicBool;
+
+    /// Runs kernel "hold": waits until the task is cancelled or the test
+    /// lets every held task go.
+    struct Hold(Arc<AtomicBool>);
+
+    impl Executor for Hold {
+        fn name(&self) -> &str {
+            "hold"
+        }
+        fn has_kernel(&self, kernel: &KernelName) -> bool {
+            kernel.as_str() == "hold"
+        }
+        fn run(
+            &self,
+            _spec: &TaskSpec<'_>,
+            _limits: &TaskLimits,
+            cancel: &CancelFlag,
+        ) -> Result<TaskOutput, TaskError> {
+            while !self.0.load(Ordering::Relaxed) {
+                if cancel.is_cancelled() {
+                    return Err(TaskError::Cancelled);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Ok(TaskOutput {
+                result: b"done".to_vec(),
+                fuel: None,
+            })
+        }
+        fn reduce(&self, _: &KernelName, _: &[&[u8]]) -> Result<Vec<u8>, TaskError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn task(task: u64) -> Frame {
+        Frame::new(
+            Price::from_micros(1_000_000),
+            Message::Task {
+                job: JobId(7),
+                task,
+                kernel: KernelName::new("hold").unwrap(),
+            },
+        )
+    }
+
+    fn results(rx: &mut mpsc::UnboundedReceiver<Frame>) -> Vec<(u64, bool)> {
+        let mut out = Vec::new();
+        while let Ok(f) = rx.try_recv() {
+            if let Message::Result { task, ok, .. } = f.message {
+                out.push((task, ok));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_closed_connection_cancels_only_the_tasks_that_came_by_it() {
+        let release = Arc::new(AtomicBool::new(false));
+        let (relay, _relayed) = mpsc::unbounded_channel();
+        let compute = ComputeService::start(
+            ComputeConfig {
+                slots: 2,
+                power: 100,
+                task_timeout: Duration::from_secs(30),
+                max_input_bytes: 1 << 20,
+                max_queue: 4,
+                sharing: true,
+            },
+            Arc::new(Hold(release.clone())),
+            relay,
+        );
+        let client = NodeId::from_public_key_der(b"client");
+        let (old_tx, mut old_rx) = mpsc::unbounded_channel();
+        let (new_tx, mut new_rx) = mpsc::unbounded_channel();
+        compute.on_frame(client, task(1), &old_tx);
+        compute.on_frame(client, task(2), &new_tx);
+        assert_eq!(compute.load(), 2);
+
+        // The client's old connection closes after it opened a new one.
+        compute.cancel_all_of(client, &old_tx);
+        release.store(true, Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while compute.load() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(compute.load(), 0);
+        assert_eq!(results(&mut new_rx), vec![(2, true)]);
+        assert_eq!(results(&mut old_rx), vec![]);
+        let stats = &compute.stats;
+        assert_eq!(stats.tasks_cancelled.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.tasks_done.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.tasks_failed.load(Ordering::Relaxed), 0);
     }
 }
