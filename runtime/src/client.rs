@@ -555,6 +555,12 @@ impl Client {
         self.on_node_lost(peer);
     }
 
+    /// `peer` (re)joined the book: a link failure before it left no longer
+    /// keeps work from it.
+    pub fn on_peer_joined(&mut self, peer: NodeId) {
+        self.down.remove(&peer);
+    }
+
     /// A compute node left the book or its connection closed.
     pub fn on_node_lost(&mut self, peer: NodeId) {
         self.links.drop_link(&peer);

@@ -30,10 +30,21 @@ pub enum NetEvent {
         frame: Frame,
         reply: Option<Outbox>,
     },
-    /// One of our outgoing links failed or closed.
-    Closed(NodeId),
+    /// One of our outgoing links failed or closed. `link` tells which:
+    /// a link dropped long ago may report its end after a new one to the
+    /// same peer is up ([`Links::on_closed`]).
+    Closed { peer: NodeId, link: LinkSerial },
     /// A peer connected to us; frames for it may go back this way.
     Incoming { peer: NodeId, reply: Outbox },
+}
+
+/// Which of the outgoing links to one peer, in the order they were opened.
+pub type LinkSerial = u64;
+
+/// An outgoing link: its serial and the frames waiting for its writer.
+struct Link {
+    serial: LinkSerial,
+    outbox: Outbox,
 }
 
 /// Frames held for a node not yet in the book, at most this many per node:
@@ -47,7 +58,8 @@ struct Waiting {
 
 /// Our outgoing links, one per peer, opened when first needed.
 pub struct Links {
-    links: HashMap<NodeId, Outbox>,
+    links: HashMap<NodeId, Link>,
+    next_serial: LinkSerial,
     /// Connections peers opened to us, usable the other way.
     incoming: HashMap<NodeId, Outbox>,
     waiting: HashMap<NodeId, Waiting>,
@@ -59,6 +71,7 @@ impl Links {
     pub fn new(transport: Arc<dyn Transport>, events: mpsc::UnboundedSender<NetEvent>) -> Self {
         Self {
             links: HashMap::new(),
+            next_serial: 0,
             incoming: HashMap::new(),
             waiting: HashMap::new(),
             transport,
@@ -96,16 +109,19 @@ impl Links {
                 let Some(peer) = book.peer(&node) else {
                     return false;
                 };
-                let l = open_link(
+                self.next_serial += 1;
+                let serial = self.next_serial;
+                let outbox = open_link(
                     self.transport.clone(),
                     node,
+                    serial,
                     peer.addr.0,
                     self.events.clone(),
                 );
-                self.links.entry(node).or_insert(l)
+                self.links.entry(node).or_insert(Link { serial, outbox })
             }
         };
-        if link.send(frame).is_err() {
+        if link.outbox.send(frame).is_err() {
             self.links.remove(&node);
             return false;
         }
@@ -163,6 +179,17 @@ impl Links {
     pub fn drop_link(&mut self, node: &NodeId) {
         self.links.remove(node);
     }
+
+    /// Outgoing link `serial` to `node` ended. True when it was the current
+    /// link (now forgotten); false for one already dropped or replaced,
+    /// whose end says nothing about the peer now.
+    pub fn on_closed(&mut self, node: NodeId, serial: LinkSerial) -> bool {
+        let current = self.links.get(&node).is_some_and(|l| l.serial == serial);
+        if current {
+            self.links.remove(&node);
+        }
+        current
+    }
 }
 
 /// Opens a connection to `node` in the background; frames sent before it
@@ -170,6 +197,7 @@ impl Links {
 fn open_link(
     transport: Arc<dyn Transport>,
     node: NodeId,
+    serial: LinkSerial,
     addr: SocketAddr,
     events: mpsc::UnboundedSender<NetEvent>,
 ) -> Outbox {
@@ -180,19 +208,28 @@ fn open_link(
                 Ok(c) => c,
                 Err(e) => {
                     warn!(peer = %node, %addr, error = %e, "cannot connect");
-                    let _ = events.send(NetEvent::Closed(node));
+                    let _ = events.send(NetEvent::Closed {
+                        peer: node,
+                        link: serial,
+                    });
                     return;
                 }
             };
             if conn.peer().node != node {
                 warn!(expected = %node, got = %conn.peer().node, %addr, "peer is not who the book says");
-                let _ = events.send(NetEvent::Closed(node));
+                let _ = events.send(NetEvent::Closed {
+                        peer: node,
+                        link: serial,
+                    });
                 return;
             }
             let (writer, reader) = conn.split();
             tokio::spawn(write_batches(writer, rx).in_current_span());
             forward_frames(node, reader, &events, None).await;
-            let _ = events.send(NetEvent::Closed(node));
+            let _ = events.send(NetEvent::Closed {
+                        peer: node,
+                        link: serial,
+                    });
         }
         .in_current_span(),
     );
@@ -318,8 +355,9 @@ pub async fn serve_connection(
     // Frees the connection's place under the transport's caps.
     drop(reader);
     if let Some(c) = &compute {
-        // The peer is gone: its queued and running tasks are not wanted.
-        c.cancel_all_of(peer);
+        // The connection is gone: the tasks that came by it are not wanted
+        // (the client places them again on its next link).
+        c.cancel_all_of(peer, &reply_tx);
     }
     drop(reply_tx);
     if violated {

@@ -100,6 +100,10 @@ async fn run_inner(
     control_rx: mpsc::Receiver<ControlRequest>,
 ) -> Result<(), NodeError> {
     let id = identity.node_id();
+    // Before anything else: a second node on the same directory would
+    // write its receipts into this node's ledger.
+    let _data_lock = crate::data_lock::DataDirLock::acquire(&cfg.node.data_dir)
+        .map_err(|e| NodeError::Startup(e.to_string()))?;
     let measured =
         tokio::task::spawn_blocking(|| power::measure_mflops(Duration::from_millis(250)))
             .await
@@ -424,6 +428,9 @@ impl Driver {
         while let Some(ev) = self.book.poll_event() {
             match ev {
                 BookEvent::Joined(id) => {
+                    // A fresh Hand is news that the node is back: worth a
+                    // new link at once, whatever failed before.
+                    self.client.on_peer_joined(id);
                     self.client.links().on_joined(id, &self.book);
                     let now = self.now_ms();
                     self.send_heads_to(now, id);
@@ -528,9 +535,11 @@ impl Driver {
                 _ => self.client.on_frame(now, peer, frame, &self.book),
             },
             NetEvent::Incoming { peer, reply } => self.client.links().note_incoming(peer, reply),
-            NetEvent::Closed(peer) => {
-                let now = self.now_ms();
-                self.client.on_link_lost(peer, now);
+            NetEvent::Closed { peer, link } => {
+                if self.client.links().on_closed(peer, link) {
+                    let now = self.now_ms();
+                    self.client.on_link_lost(peer, now);
+                }
             }
         }
     }
