@@ -101,7 +101,7 @@ fn run_discovery(lan: &Lan, community: &Community, mode: &str) {
         std::fs::write(
             &cfg,
             format!(
-                "[node]\nname = \"{name}\"\n[identity]\nca_cert = \"{ca}\"\ncert = \"{name}.pem\"\nkey = \"{name}.key\"\n\
+                "[node]\nname = \"{name}\"\ndata_dir = \"{name}-data\"\n[identity]\nca_cert = \"{ca}\"\ncert = \"{name}.pem\"\nkey = \"{name}.key\"\n\
                  [network]\nlisten = \"10.71.0.{n}:47101\"\nbeacon_listen = \"0.0.0.0:47100\"\ndiscovery = \"{mode}\"\n\
                  broadcast_to = \"10.71.0.255:47100\"\nmulticast_group = \"239.255.71.100:47100\"\n\
                  multicast_interface = \"10.71.0.{n}\"\n",
@@ -278,7 +278,7 @@ fn loss_and_a_healed_partition_between_namespaces() {
         std::fs::write(
             &cfg,
             format!(
-                "[node]\nname = \"{name}\"\nrole = \"{role}\"\n[identity]\nca_cert = \"{ca}\"\ncert = \"{name}.pem\"\nkey = \"{name}.key\"\n\
+                "[node]\nname = \"{name}\"\ndata_dir = \"{name}-data\"\nrole = \"{role}\"\n[identity]\nca_cert = \"{ca}\"\ncert = \"{name}.pem\"\nkey = \"{name}.key\"\n\
                  [network]\nlisten = \"10.71.0.{n}:47101\"\nbeacon_listen = \"0.0.0.0:47100\"\ndiscovery = \"broadcast\"\n\
                  broadcast_to = \"10.71.0.255:47100\"\n",
                 role = roles[i],

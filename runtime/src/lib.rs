@@ -10,6 +10,7 @@ pub mod beacon_socket;
 pub mod client;
 pub mod compute;
 pub mod control;
+pub mod data_lock;
 pub mod integrator;
 pub mod join;
 pub mod journal;

@@ -38,8 +38,18 @@ pub struct Community {
 }
 
 impl Community {
+    /// The folder is removed at the end unless `LPPSP_TEST_KEEP` is set,
+    /// which keeps node configs and logs for a look after a failure.
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let keep = std::env::var_os("LPPSP_TEST_KEEP").is_some();
+        let dir = tempfile::Builder::new()
+            .prefix("lppsp-test-")
+            .disable_cleanup(keep)
+            .tempdir()
+            .unwrap();
+        if keep {
+            eprintln!("keeping {}", dir.path().display());
+        }
         let out = lppsp(&["ca", "init", dir.path().join("ca").to_str().unwrap()]);
         assert!(
             out.status.success(),
