@@ -288,7 +288,7 @@ fn unix_time() -> u64 {
 
 /// Decodes the `result_hex` of a `done` event.
 fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

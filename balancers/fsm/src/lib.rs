@@ -437,7 +437,7 @@ fn milli(v: u64) -> String {
 
 /// `300000` -> `"300s"`, `1500` -> `"1500ms"`.
 fn duration(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

@@ -612,7 +612,7 @@ impl MlBalancer {
         }
         for _ in 0..2 {
             let probe = ex.probes;
-            let direction = if probe % 2 == 0 {
+            let direction = if probe.is_multiple_of(2) {
                 Direction::Up
             } else {
                 Direction::Down
@@ -834,7 +834,7 @@ pub fn max_probe_milli(max_step_milli: u64) -> u64 {
 
 /// `100` -> `"10%"`, `15` -> `"1.5%"`.
 fn permille(v: u64) -> String {
-    if v % 10 == 0 {
+    if v.is_multiple_of(10) {
         format!("{}%", v / 10)
     } else {
         format!("{}.{}%", v / 10, v % 10)
@@ -843,7 +843,7 @@ fn permille(v: u64) -> String {
 
 /// `300000` -> `"300s"`, `1500` -> `"1500ms"`.
 fn duration(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

@@ -860,7 +860,7 @@ proptest! {
                     prop_assert!(diff <= limit + 1, "{} -> {} beyond {} per mille", market, prop.price, max_step_milli);
                 }
                 // Commit about half the time, deterministically.
-                if rng.next_u64() % 2 == 0 {
+                if rng.next_u64().is_multiple_of(2) {
                     market = prop.price;
                     b.on_commit(market);
                 }

@@ -455,7 +455,7 @@ fn render_w2(result: &[u8]) -> String {
 }
 
 fn render_sha256(result: &[u8]) -> String {
-    if result.len() % 32 != 0 {
+    if !result.len().is_multiple_of(32) {
         return malformed(result);
     }
     result

@@ -199,7 +199,7 @@ pub(crate) fn is_prime(n: u64) -> bool {
         return false;
     }
     for p in SMALL {
-        if n % p == 0 {
+        if n.is_multiple_of(p) {
             return n == p;
         }
     }
@@ -241,7 +241,10 @@ mod tests {
     }
 
     fn trial(n: u64) -> bool {
-        n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+        n >= 2
+            && (2..)
+                .take_while(|d| d * d <= n)
+                .all(|d| !n.is_multiple_of(d))
     }
 
     #[test]
