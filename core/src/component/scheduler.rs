@@ -66,6 +66,47 @@ pub struct PlacementRequest<'a> {
     pub constraints: &'a Constraints,
 }
 
+impl PlacementRequest<'_> {
+    /// The work of one task, as power x time (MFLOPS x microseconds): the
+    /// mean over the peers where this job's tasks have finished, or, before
+    /// any has, `est_task_micros` on a machine of the mean power of the
+    /// compute peers. Computed once per call; see [`Self::est_micros_on`].
+    #[must_use]
+    pub fn work_per_task(&self) -> u128 {
+        let measured = self.peers.iter().filter_map(|p| {
+            p.avg_task_micros
+                .filter(|_| p.power > 0)
+                .map(|m| u128::from(m) * u128::from(p.power))
+        });
+        let (n, sum) = measured.fold((0u128, 0u128), |(n, s), w| (n + 1, s.saturating_add(w)));
+        if let Some(mean) = sum.checked_div(n) {
+            return mean;
+        }
+        let powers = self.peers.iter().filter(|p| p.compute && p.power > 0);
+        let (n, sum) = powers.fold((0u128, 0u128), |(n, s), p| (n + 1, s + u128::from(p.power)));
+        match sum.checked_div(n) {
+            Some(mean_power) => u128::from(self.est_task_micros) * mean_power,
+            None => u128::from(self.est_task_micros),
+        }
+    }
+
+    /// Expected run time of one task on `peer`, microseconds: measured there
+    /// when a task finished there, otherwise `work` (from
+    /// [`Self::work_per_task`]) at the peer's power. Before any measurement
+    /// a task thus costs the same everywhere (price x work), and faster
+    /// nodes are not made to look dearer than slow ones.
+    #[must_use]
+    pub fn est_micros_on(&self, peer: &PeerView, work: u128) -> u64 {
+        match peer.avg_task_micros {
+            Some(m) => m,
+            None if peer.power == 0 => self.est_task_micros,
+            None => u64::try_from(work / u128::from(peer.power))
+                .unwrap_or(u64::MAX)
+                .max(1),
+        }
+    }
+}
+
 /// One decision: run `task` on `node` and send the result to `result_to`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {

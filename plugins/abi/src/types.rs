@@ -127,15 +127,53 @@ pub struct PlacementRequest<'a> {
 }
 
 impl PlacementRequest<'_> {
-    /// Estimated cost of one task on `peer`: `charge(price, power, time)`
-    /// with the task time measured there, or the job's estimate; the
-    /// largest amount when it overflows (so it never fits a budget).
-    pub fn task_cost(&self, peer: &PeerView) -> u64 {
+    /// The work of one task, power x time (MFLOPS x microseconds): the mean
+    /// over peers where this job's tasks finished, or before any did,
+    /// `est_task_micros` at the mean power of the compute peers (as the
+    /// built-in schedulers reckon it).
+    pub fn work_per_task(&self) -> u128 {
+        let (n, sum) = self
+            .peers
+            .iter()
+            .filter(|p| p.power > 0)
+            .filter_map(|p| match p.avg_task_micros {
+                ROption::RSome(m) => Some(u128::from(m) * u128::from(p.power)),
+                ROption::RNone => None,
+            })
+            .fold((0u128, 0u128), |(n, s), w| (n + 1, s.saturating_add(w)));
+        if let Some(mean) = sum.checked_div(n) {
+            return mean;
+        }
+        let (n, sum) = self
+            .peers
+            .iter()
+            .filter(|p| p.compute && p.power > 0)
+            .fold((0u128, 0u128), |(n, s), p| (n + 1, s + u128::from(p.power)));
+        match sum.checked_div(n) {
+            Some(mean_power) => u128::from(self.est_task_micros) * mean_power,
+            None => u128::from(self.est_task_micros),
+        }
+    }
+
+    /// Estimated cost of one task on `peer`, with `work` from
+    /// [`Self::work_per_task`]: `charge(price, power, time)` with the task
+    /// time measured there, or else `work` at the peer's power; the largest
+    /// amount when it overflows (so it never fits a budget).
+    pub fn task_cost_with(&self, peer: &PeerView, work: u128) -> u64 {
         let micros = match peer.avg_task_micros {
             ROption::RSome(m) => m,
-            ROption::RNone => self.est_task_micros,
+            ROption::RNone if peer.power == 0 => self.est_task_micros,
+            ROption::RNone => u64::try_from(work / u128::from(peer.power))
+                .unwrap_or(u64::MAX)
+                .max(1),
         };
         charge(self.price_micros, peer.power, micros).unwrap_or(u64::MAX)
+    }
+
+    /// [`Self::task_cost_with`] for one peer (reckons the work each call;
+    /// a plugin ranking many peers calls `work_per_task` once instead).
+    pub fn task_cost(&self, peer: &PeerView) -> u64 {
+        self.task_cost_with(peer, self.work_per_task())
     }
 
     /// Why a task cannot be placed when no suitable peer has a free slot,

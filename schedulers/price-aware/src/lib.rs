@@ -9,11 +9,13 @@
 //! slot) are ranked by:
 //!
 //! 1. estimated cost of one task, ascending:
-//!    `charge(price, power, avg_task_micros)`, where `avg_task_micros` is the
-//!    mean run time of this job's tasks measured on that node, or the job's
-//!    estimate `est_task_micros` until one has finished there. Since the
-//!    charge is price x power x time, a node is cheap for a job when it
-//!    finishes the job's tasks in little time for its power;
+//!    `charge(price, power, time)`, where the time is the mean run time of
+//!    this job's tasks measured on that node, or, until one has finished
+//!    there, the job's work per task (power x time, measured on the other
+//!    nodes, or the job's estimate at the pool's mean power) divided by the
+//!    node's power. Since the charge is price x power x time, a node is
+//!    cheap for a job when it finishes the job's tasks in little time for
+//!    its power;
 //! 2. then higher processing power (the same cost, done sooner);
 //! 3. then fewer tasks reported queued or running there;
 //! 4. then NodeId, so that the ranking is a total order and the plan does
@@ -34,11 +36,10 @@
 //! most specific reason: `NoComputeNodes`, `NoNodeOfArch`, `BelowMinPower`
 //! or `AllBusy`.
 //!
-//! Note on the estimate before any measurement: every node is then assumed
-//! to take `est_task_micros`, so the estimated cost grows with the node's
-//! power and the lower-powered nodes rank first. Once tasks finish, the
-//! measured times take over and a fast node's shorter time offsets its
-//! power.
+//! Before any task has finished anywhere, every node is expected to do the
+//! same work, so a task costs the same on each (price x work) and the
+//! faster node ranks first (rule 2). Once tasks finish, measured times take
+//! over: a node slower than its promised power costs more there.
 //!
 //! The scheduler keeps no state between calls: the same request always
 //! gives the same plan.

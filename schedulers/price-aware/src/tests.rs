@@ -96,16 +96,18 @@ fn cheapest_node_slots_fill_first() {
     let peers = [
         timed(1, 1000, Some(2_000_000), 2), // 2000 per task
         timed(2, 2000, Some(500_000), 2),   // 1000 per task
-        timed(3, 500, None, 2),             // 500 per task (estimate)
+        // Not measured: the mean work of the others (1.5e9 MFLOPS x us)
+        // takes 3 s at 500 MFLOPS, 1500 per task.
+        timed(3, 500, None, 2),
     ];
     let plan = place(&peers, 7, &Constraints::default());
-    assert_eq!(nodes(&plan), [3, 3, 2, 2, 1, 1]);
+    assert_eq!(nodes(&plan), [2, 2, 3, 3, 1, 1]);
     assert_eq!(
         plan.placements
             .iter()
             .map(|p| p.est_cost)
             .collect::<Vec<_>>(),
-        [500, 500, 1000, 1000, 2000, 2000].map(units)
+        [1000, 1000, 1500, 1500, 2000, 2000].map(units)
     );
     assert!(plan.placements.iter().all(|p| p.result_to == id(CLIENT)));
     assert_eq!(plan.unplaced, vec![(6, Unplaced::AllBusy)]);
@@ -142,7 +144,10 @@ fn ties_go_to_power_then_queue_then_id() {
             "cost beats power and queue",
             vec![
                 timed(1, 8000, Some(1_000_000), 1), // 8000
-                with(2, |p| p.queue = 50),          // 1000
+                with(2, |p| {
+                    p.queue = 50;
+                    p.avg_task_micros = Some(1_000_000); // 1000
+                }),
                 timed(3, 1000, Some(1_500_000), 1), // 1500
             ],
             vec![2, 3, 1],
@@ -159,11 +164,42 @@ fn ties_go_to_power_then_queue_then_id() {
 }
 
 #[test]
-fn before_any_measurement_cost_follows_power() {
-    // Every node is assumed to take est_task_micros, so the weaker node is
-    // the cheaper one until measured times come in.
-    let peers = [timed(1, 4000, None, 1), timed(2, 1000, None, 1)];
-    assert_eq!(nodes(&place(&peers, 2, &Constraints::default())), [2, 1]);
+fn before_any_measurement_a_task_costs_the_same_everywhere_and_the_faster_node_ranks_first() {
+    // The job's estimate (1 s) at the mean power (2500 MFLOPS) is the work
+    // of a task: 0.625 s on node 1, 2.5 s on node 2, 2500 on either.
+    let peers = [timed(2, 1000, None, 1), timed(1, 4000, None, 1)];
+    let c = Constraints::default();
+    let pending = tasks(2);
+    let req = request(&peers, &pending, &c, rich());
+    let ranked: Vec<(u8, Bounty)> = rank(&req)
+        .iter()
+        .map(|c| (c.id().as_bytes()[7], c.cost))
+        .collect();
+    assert_eq!(ranked, [(1, units(2500)), (2, units(2500))]);
+    assert_eq!(nodes(&place(&peers, 2, &c)), [1, 2]);
+}
+
+#[test]
+fn a_node_not_yet_measured_is_expected_to_do_the_measured_work_at_its_power() {
+    // Node 1 was measured slower than its promise (1000 MFLOPS, 4 s: work
+    // 4e9); node 2 (4000 MFLOPS) is expected to take 1 s, so it costs
+    // the same 4000 and wins the tie on power.
+    let peers = [
+        timed(1, 1000, Some(4_000_000), 1),
+        timed(2, 4000, None, 1),
+        timed(3, 2000, None, 1),
+    ];
+    let c = Constraints::default();
+    let pending = tasks(0);
+    let req = request(&peers, &pending, &c, rich());
+    let ranked: Vec<(u8, Bounty)> = rank(&req)
+        .iter()
+        .map(|c| (c.id().as_bytes()[7], c.cost))
+        .collect();
+    assert_eq!(
+        ranked,
+        [(2, units(4000)), (3, units(4000)), (1, units(4000))]
+    );
 }
 
 #[test]
@@ -265,9 +301,9 @@ fn suitability_and_reasons_table() {
 #[test]
 fn avoid_list_is_honoured_but_never_blocks() {
     let peers = [
-        timed(1, 100, None, 2), // cheapest
-        timed(2, 200, None, 1), // next
-        timed(3, 300, None, 1), // dearest
+        timed(1, 100, Some(1_000_000), 2), // cheapest
+        timed(2, 200, Some(1_000_000), 1), // next
+        timed(3, 300, Some(1_000_000), 1), // dearest
     ];
     let c = Constraints::default();
     let mut pending = tasks(4);
@@ -285,8 +321,8 @@ fn avoid_list_is_honoured_but_never_blocks() {
 #[test]
 fn stops_when_the_budget_is_short() {
     let peers = [
-        timed(1, 500, None, 2),  // 500 per task
-        timed(2, 1000, None, 2), // 1000 per task
+        timed(1, 500, Some(1_000_000), 2),  // 500 per task
+        timed(2, 1000, Some(1_000_000), 2), // 1000 per task
     ];
     let c = Constraints::default();
     let pending = tasks(5);

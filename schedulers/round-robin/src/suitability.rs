@@ -10,9 +10,10 @@
 //!   the job's minimum power ([`suitable`]). It can take as many tasks in one
 //!   call as it has free slots.
 //! - The estimated cost of a task on a peer is
-//!   `charge(price, peer.power, peer.avg_task_micros or est_task_micros)`
-//!   ([`task_cost`]); a charge too large for the money type counts as the
-//!   largest amount, so it never fits a budget.
+//!   `charge(price, peer.power, time)` ([`task_cost`]), where the time is
+//!   the mean measured there, or else the job's work per task at the peer's
+//!   power (`PlacementRequest::est_micros_on`); a charge too large for the
+//!   money type counts as the largest amount, so it never fits a budget.
 //! - Before each placement, that cost must fit in what is left of
 //!   `budget_left` after the placements already made in this call. The
 //!   first time it does not, placement stops and this task and every later
@@ -41,10 +42,11 @@ pub fn suitable(peer: &PeerView, constraints: &Constraints) -> bool {
         && peer.power >= constraints.min_power
 }
 
-/// Estimated cost of one task of the request's job on `peer`; saturates at
-/// the largest amount when the charge overflows.
-pub fn task_cost(request: &PlacementRequest<'_>, peer: &PeerView) -> Bounty {
-    let micros = peer.avg_task_micros.unwrap_or(request.est_task_micros);
+/// Estimated cost of one task of the request's job on `peer`, with `work`
+/// from [`PlacementRequest::work_per_task`]; saturates at the largest
+/// amount when the charge overflows.
+pub fn task_cost(request: &PlacementRequest<'_>, peer: &PeerView, work: u128) -> Bounty {
+    let micros = request.est_micros_on(peer, work);
     charge(request.price, peer.power, micros).unwrap_or(Bounty::from_micros(u64::MAX))
 }
 
@@ -91,6 +93,7 @@ impl Candidate<'_> {
 /// NodeId (so that the book's order does not matter), each NodeId once (the
 /// first entry wins should a snapshot hold a duplicate).
 pub fn candidates<'a>(request: &PlacementRequest<'a>) -> Vec<Candidate<'a>> {
+    let work = request.work_per_task();
     let mut out: Vec<Candidate<'a>> = request
         .peers
         .iter()
@@ -98,7 +101,7 @@ pub fn candidates<'a>(request: &PlacementRequest<'a>) -> Vec<Candidate<'a>> {
         .map(|peer| Candidate {
             peer,
             room: peer.free_slots,
-            cost: task_cost(request, peer),
+            cost: task_cost(request, peer, work),
         })
         .collect();
     // Stable: among duplicates the earlier entry stays first.

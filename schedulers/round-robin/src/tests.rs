@@ -267,7 +267,10 @@ fn avoid_list_is_honoured_but_never_blocks() {
 #[test]
 fn stops_when_the_budget_is_short() {
     let peers = [
-        with(1, |p| p.free_slots = 5),
+        with(1, |p| {
+            p.free_slots = 5;
+            p.avg_task_micros = Some(1_000_000); // 1000 units per task here
+        }),
         with(2, |p| {
             p.free_slots = 5;
             p.avg_task_micros = Some(500_000); // 500 units per task here
