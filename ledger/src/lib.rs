@@ -64,6 +64,7 @@
 
 mod balance;
 mod ledger;
+pub mod meters;
 pub mod receipt;
 pub mod sync;
 mod writer;
@@ -73,6 +74,7 @@ pub use ledger::{
     Head, Ledger, LedgerError, Outcome, Party, ReceiptFilter, SeqRange, APPLICATION_ID,
     BUSY_TIMEOUT, SCHEMA_VERSION,
 };
+pub use meters::{Meters, Settlement, TaskCharge};
 pub use receipt::{
     metered_range, unix_secs, Receipt, ReceiptError, ReceiptFields, Signer, Verifier,
     MAX_FRAME_LEN, MAX_INT,

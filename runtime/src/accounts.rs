@@ -15,10 +15,10 @@ use std::time::SystemTime;
 
 use lppsp_core::arrears::{self, Arrears};
 use lppsp_core::money::{Bounty, Price};
-use lppsp_core::wire::JobId;
 use lppsp_core::NodeId;
 use lppsp_ledger::{
-    unix_secs, Balance, Ledger, LedgerError, LedgerWriter, Receipt, ReceiptFields, ReceiptFilter,
+    unix_secs, Balance, Ledger, LedgerError, LedgerWriter, Meters, Receipt, ReceiptFilter,
+    TaskCharge,
 };
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -42,14 +42,6 @@ pub enum Stored {
     },
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Meter {
-    tasks: u64,
-    micros: u64,
-    charge: Bounty,
-    fuel: Option<u64>,
-}
-
 /// Counters for status.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct AccountStats {
@@ -66,11 +58,10 @@ pub struct Accounts {
     writer: LedgerWriter,
     reader: Ledger,
     next_seq: u64,
-    meters: BTreeMap<(JobId, NodeId, Price, u64), Meter>,
+    meters: Meters,
     unacked: BTreeMap<u64, (Receipt, u64)>,
     /// What clients owe this node for tasks run, against their receipts.
     arrears: Arrears,
-    last_settle_ms: u64,
     stored_tx: mpsc::UnboundedSender<Stored>,
     pub stats: AccountStats,
 }
@@ -94,74 +85,39 @@ impl Accounts {
             writer,
             reader,
             next_seq,
-            meters: BTreeMap::new(),
+            meters: Meters::new(),
             unacked: BTreeMap::new(),
             arrears: Arrears::new(
                 arrears::DEFAULT_GRACE_MS,
                 Bounty::from_micros(grant.micros() / 100 + 1_000_000),
             ),
-            last_settle_ms: 0,
             stored_tx,
             stats: AccountStats::default(),
         })
     }
 
-    /// One task's charge, owed by this node to `payee`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn meter(
-        &mut self,
-        job: JobId,
-        payee: NodeId,
-        price: Price,
-        power: u64,
-        micros: u64,
-        charge: Bounty,
-        fuel: Option<u64>,
-    ) {
-        let m = self.meters.entry((job, payee, price, power)).or_default();
-        m.tasks += 1;
-        m.micros = m.micros.saturating_add(micros);
-        m.charge = m.charge.checked_add(charge).unwrap_or(m.charge);
-        if let Some(f) = fuel {
-            m.fuel = Some(m.fuel.unwrap_or(0).saturating_add(f));
-        }
+    /// One task's charge, owed by this node to its payee.
+    pub fn meter(&mut self, charge: TaskCharge) {
+        self.meters.add(charge);
     }
 
     /// Charges metered but not yet in a receipt.
     pub fn unsettled(&self) -> Bounty {
-        self.meters
-            .values()
-            .fold(Bounty::ZERO, |a, m| a.checked_add(m.charge).unwrap_or(a))
+        self.meters.unsettled()
     }
 
     /// Whether periodic settlement is due.
     pub fn settle_due(&self, now_ms: u64) -> bool {
-        !self.meters.is_empty() && now_ms.saturating_sub(self.last_settle_ms) >= SETTLE_EVERY_MS
+        self.meters.due(now_ms, SETTLE_EVERY_MS)
     }
 
     /// Turns every open meter into a signed receipt and hands it to the
     /// ledger writer; once committed, the driver gets `Stored::Issued`.
     pub fn settle(&mut self, now_ms: u64, market_price: Price, sign: &dyn Fn(&[u8]) -> Vec<u8>) {
-        self.last_settle_ms = now_ms;
-        let meters = std::mem::take(&mut self.meters);
-        for ((job, payee, price, power), m) in meters {
-            if m.charge == Bounty::ZERO && m.micros == 0 {
-                continue;
-            }
-            let fields = ReceiptFields {
-                job,
-                payer: self.me,
-                payee,
-                seq: self.next_seq,
-                price,
-                power,
-                tasks: m.tasks,
-                micros: m.micros,
-                fuel: m.fuel,
-                charge: m.charge,
-                issued: unix_secs(SystemTime::now()),
-                market_price,
-            };
+        let issued = unix_secs(SystemTime::now());
+        for settlement in self.meters.settle(now_ms) {
+            let (job, payee) = (settlement.job, settlement.payee);
+            let fields = settlement.receipt_fields(self.me, self.next_seq, issued, market_price);
             let receipt = match Receipt::signed(fields, &sign) {
                 Ok(r) => r,
                 Err(e) => {

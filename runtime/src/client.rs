@@ -16,6 +16,7 @@ use lppsp_core::job::{JobCommand, JobFailure, JobOutcome, JobSpec, JobTracker, T
 use lppsp_core::money::{Bounty, Price};
 use lppsp_core::wire::{Arch, Body, Frame, JobId, KernelName, Message};
 use lppsp_core::NodeId;
+use lppsp_ledger::TaskCharge;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -230,7 +231,7 @@ pub struct Client {
     /// Bounty spent by finished jobs.
     pub spent: Bounty,
     /// Charges counted since the driver last took them, for its accounts.
-    metered: Vec<Metered>,
+    metered: Vec<TaskCharge>,
     /// A job ended since the driver last asked: time to settle.
     job_ended: bool,
     /// The latest finished jobs, newest last, for status (bounded).
@@ -241,18 +242,6 @@ pub struct Client {
 
 /// Finished jobs kept for status.
 const FINISHED_KEPT: usize = 20;
-
-/// One task's charge, for the node's accounts.
-#[derive(Debug, Clone, Copy)]
-pub struct Metered {
-    pub job: JobId,
-    pub payee: NodeId,
-    pub price: Price,
-    pub power: u64,
-    pub micros: u64,
-    pub charge: Bounty,
-    pub fuel: Option<u64>,
-}
 
 impl Client {
     pub fn new(
@@ -286,7 +275,7 @@ impl Client {
     }
 
     /// Charges counted since the last call.
-    pub fn take_metered(&mut self) -> Vec<Metered> {
+    pub fn take_metered(&mut self) -> Vec<TaskCharge> {
         std::mem::take(&mut self.metered)
     }
 
@@ -509,7 +498,7 @@ impl Client {
                 };
                 let (worker, power, micros) = (report.node, report.power, report.micros);
                 if let Some(charge) = j.tracker.on_result(now_ms, report, price) {
-                    self.metered.push(Metered {
+                    self.metered.push(TaskCharge {
                         job,
                         payee: worker,
                         price,

@@ -36,6 +36,8 @@ pub enum NetEvent {
     Closed { peer: NodeId, link: LinkSerial },
     /// A peer connected to us; frames for it may go back this way.
     Incoming { peer: NodeId, reply: Outbox },
+    /// A connection a peer opened to us ended; `reply` was its way back.
+    IncomingClosed { peer: NodeId, reply: Outbox },
 }
 
 /// Which of the outgoing links to one peer, in the order they were opened.
@@ -175,9 +177,22 @@ impl Links {
         self.incoming.insert(node, reply);
     }
 
-    /// Forgets the link to `node` (it closed, or the node left).
+    /// A connection `node` opened to us ended: frames for `node` no longer
+    /// go that way (unless a newer connection replaced it already).
+    pub fn incoming_closed(&mut self, node: NodeId, reply: &Outbox) {
+        if self
+            .incoming
+            .get(&node)
+            .is_some_and(|back| back.same_channel(reply))
+        {
+            self.incoming.remove(&node);
+        }
+    }
+
+    /// Forgets every way to `node` (its link closed, or the node left).
     pub fn drop_link(&mut self, node: &NodeId) {
         self.links.remove(node);
+        self.incoming.remove(node);
     }
 
     /// Outgoing link `serial` to `node` ended. True when it was the current
@@ -359,6 +374,12 @@ pub async fn serve_connection(
         // (the client places them again on its next link).
         c.cancel_all_of(peer, &reply_tx);
     }
+    // The driver drops its copy of `reply_tx`, which lets the writer
+    // finish (and the connection close) once the queued answers are out.
+    let _ = events.send(NetEvent::IncomingClosed {
+        peer,
+        reply: reply_tx.clone(),
+    });
     drop(reply_tx);
     if violated {
         writer_task.abort();

@@ -535,6 +535,9 @@ impl Driver {
                 _ => self.client.on_frame(now, peer, frame, &self.book),
             },
             NetEvent::Incoming { peer, reply } => self.client.links().note_incoming(peer, reply),
+            NetEvent::IncomingClosed { peer, reply } => {
+                self.client.links().incoming_closed(peer, &reply)
+            }
             NetEvent::Closed { peer, link } => {
                 if self.client.links().on_closed(peer, link) {
                     let now = self.now_ms();
@@ -558,7 +561,7 @@ impl Driver {
         let changed = idle != self.idle || queue != self.queue;
         self.idle = idle;
         self.queue = queue;
-        if changed || self.ticks % 5 == 0 {
+        if changed || self.ticks.is_multiple_of(5) {
             self.send_idle().await;
         }
         let now = self.now_ms();
@@ -568,10 +571,10 @@ impl Driver {
         for r in self.accounts.due_for_resend(now) {
             self.spread_receipt(&r).await;
         }
-        if self.ticks % 5 == 0 {
+        if self.ticks.is_multiple_of(5) {
             self.check_claims();
         }
-        if self.ticks % SYNC_EVERY_TICKS == 0 {
+        if self.ticks.is_multiple_of(SYNC_EVERY_TICKS) {
             self.send_heads(now);
         }
         self.integrator.expire(now);
@@ -823,9 +826,8 @@ impl Driver {
         if !self.cfg.market.settle {
             return;
         }
-        for m in metered {
-            self.accounts
-                .meter(m.job, m.payee, m.price, m.power, m.micros, m.charge, m.fuel);
+        for charge in metered {
+            self.accounts.meter(charge);
         }
         let now = self.now_ms();
         if self.client.take_job_ended() || self.accounts.settle_due(now) {

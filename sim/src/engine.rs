@@ -32,7 +32,7 @@ use lppsp_core::money::{Bounty, Price};
 use lppsp_core::registry::Registry;
 use lppsp_core::wire::{Arch, Endpoint, Frame, Hand, JobId, KernelName, Message};
 use lppsp_core::{NodeId, PROTOCOL_VERSION};
-use lppsp_ledger::ReceiptFields;
+use lppsp_ledger::{Meters, TaskCharge};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -245,13 +245,6 @@ struct SimJob {
     submitted_ms: u64,
 }
 
-#[derive(Default, Clone, Copy)]
-struct Meter {
-    tasks: u64,
-    micros: u64,
-    charge: Bounty,
-}
-
 struct SimNode {
     id: NodeId,
     addr: Endpoint,
@@ -277,9 +270,8 @@ struct SimNode {
     jobs: BTreeMap<JobId, SimJob>,
     job_seq: u64,
     down: BTreeMap<NodeId, u64>,
-    meters: BTreeMap<(JobId, NodeId, Price, u64), Meter>,
+    meters: Meters,
     next_receipt: u64,
-    last_settle_ms: u64,
     schedule_queued: bool,
 }
 
@@ -510,9 +502,8 @@ impl<'a> Sim<'a> {
             jobs: BTreeMap::new(),
             job_seq: 0,
             down: BTreeMap::new(),
-            meters: BTreeMap::new(),
+            meters: Meters::since(self.now),
             next_receipt: 1,
-            last_settle_ms: self.now,
             schedule_queued: false,
         };
         self.ledger.open_account(id);
@@ -679,11 +670,7 @@ impl<'a> Sim<'a> {
         let Some(n) = self.nodes.get(i) else {
             return Bounty::ZERO;
         };
-        let unsettled: i128 = n
-            .meters
-            .values()
-            .map(|m| i128::from(m.charge.micros()))
-            .sum();
+        let unsettled = i128::from(n.meters.unsettled().micros());
         let left = self.ledger.balance(&n.id) - unsettled;
         Bounty::from_micros(u64::try_from(left.max(0)).unwrap_or(u64::MAX))
     }
@@ -1325,10 +1312,15 @@ impl<'a> Sim<'a> {
                 };
                 let (worker, power, micros) = (report.node, report.power, report.micros);
                 if let Some(charge) = j.tracker.on_result(now, report, price) {
-                    let m = n.meters.entry((job, worker, price, power)).or_default();
-                    m.tasks += 1;
-                    m.micros = m.micros.saturating_add(micros);
-                    m.charge = m.charge.checked_add(charge).unwrap_or(m.charge);
+                    n.meters.add(TaskCharge {
+                        job,
+                        payee: worker,
+                        price,
+                        power,
+                        micros,
+                        charge,
+                        fuel: None,
+                    });
                 }
                 self.queue_schedule(to, self.sc.jobs.schedule_delay_ms);
             }
@@ -1463,30 +1455,13 @@ impl<'a> Sim<'a> {
         let Some(n) = self.nodes.get_mut(i) else {
             return Ok(());
         };
-        if n.meters.is_empty() || !(job_ended || now.saturating_sub(n.last_settle_ms) >= every) {
+        if !(job_ended && !n.meters.is_empty() || n.meters.due(now, every)) {
             return Ok(());
         }
-        n.last_settle_ms = now;
-        let meters = std::mem::take(&mut n.meters);
         let market_price = n.market.price();
-        for ((job, payee, price, power), m) in meters {
-            if m.charge == Bounty::ZERO && m.micros == 0 {
-                continue;
-            }
-            let fields = ReceiptFields {
-                job,
-                payer: n.id,
-                payee,
-                seq: n.next_receipt,
-                price,
-                power,
-                tasks: m.tasks,
-                micros: m.micros,
-                fuel: None,
-                charge: m.charge,
-                issued: SIM_EPOCH_S + now / 1000,
-                market_price,
-            };
+        let issued = SIM_EPOCH_S + now / 1000;
+        for settlement in n.meters.settle(now) {
+            let fields = settlement.receipt_fields(n.id, n.next_receipt, issued, market_price);
             n.next_receipt += 1;
             self.ledger.settle(fields)?;
         }
