@@ -65,6 +65,12 @@ fn the_owner_returning_withdraws_tasks_which_run_elsewhere_and_the_node_comes_ba
     let mut reason = String::new();
     let mut seen_unavailable_by_client = false;
     let (acted, status, last) = submit_acting_at(&control, &args, 20, || {
+        // The owner comes back while a task runs there (the client keeps
+        // the node busy, but a plan may leave it empty for a moment).
+        wait_for(Duration::from_secs(5), || {
+            owned.status()["compute"]["load"].as_u64() > Some(0)
+        })
+        .expect("a task queued or running on the owned node");
         // The owner touches the keyboard.
         std::fs::write(&input, b"").unwrap();
         let went = wait_for(Duration::from_secs(5), || {

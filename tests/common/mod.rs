@@ -15,21 +15,42 @@ pub fn lppsp(args: &[&str]) -> Output {
     Command::new(bin()).args(args).output().expect("run lppsp")
 }
 
-/// A free TCP port on 127.0.0.1 (released before use; fine for tests).
-pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port on 127.0.0.1 free for both TCP and UDP when checked, for a node
+/// to bind a moment later.
+///
+/// Taken below the kernel's ephemeral range (32768-60999 on Linux) rather
+/// than by binding port 0: a port the kernel handed out once is soon handed
+/// out again as the local port of some outgoing connection, which then
+/// holds it when the node starts ("node not ready"). Ports are handed out
+/// once per test process, from an offset that differs between processes.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static SEED: OnceLock<u32> = OnceLock::new();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = *SEED.get_or_init(|| std::process::id().wrapping_mul(7_919) % SPAN);
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(LOW + (seed + n) % SPAN).unwrap();
+        let tcp = TcpListener::bind(("127.0.0.1", port));
+        let udp = UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN);
 }
 
+/// A free TCP port on 127.0.0.1 ([`free_port`]).
+pub fn free_tcp_port() -> u16 {
+    free_port()
+}
+
+/// A free UDP port on 127.0.0.1 ([`free_port`]).
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_port()
 }
 
 /// A community: a CA and the folder node files go in.
