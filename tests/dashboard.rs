@@ -113,8 +113,7 @@ fn the_page_in_a_browser_lists_the_peers_and_the_price() {
 
     // A finished job, so the jobs and ledger sections have something to show.
     let control = procs[0].ports.control_addr().to_string();
-    let out = Command::new(bin())
-        .args(["submit", "--json", "--control", &control])
+    let out = submit_command(&control)
         .args([
             "--kernel",
             "w2-monte-carlo-pi",

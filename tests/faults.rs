@@ -116,12 +116,8 @@ max_connections = 200
 /// status, last event).
 fn honest_w2(client: &NodeProc, range: u64, samples: u64) -> (bool, serde_json::Value) {
     let control = client.ports.control_addr().to_string();
-    let out = Command::new(bin())
+    let out = submit_command(&control)
         .args([
-            "submit",
-            "--json",
-            "--control",
-            &control,
             "--kernel",
             "w2-monte-carlo-pi",
             "--range",
@@ -429,8 +425,7 @@ fn a_hundred_thousand_tasks_while_nodes_join_and_leave() {
     let client_pid = procs[0].child.as_ref().unwrap().id();
     let control = procs[0].ports.control_addr().to_string();
     let range = format!("0..{TASKS}");
-    let mut child = Command::new(bin())
-        .args(["submit", "--json", "--control", &control])
+    let mut child = submit_command(&control)
         .args(["--kernel", "w1-sum-squares", "--range", &range])
         .args(["--task-timeout", "30"])
         .stdout(std::process::Stdio::piped())
@@ -542,8 +537,7 @@ fn a_client_that_never_pays_is_refused_and_honest_clients_still_get_work() {
         .map(|n| n.status()["compute"]["tasks_refused"].as_u64().unwrap())
         .sum();
     let control = procs[1].ports.control_addr().to_string();
-    let mut deadbeat_job = Command::new(bin())
-        .args(["submit", "--json", "--control", &control])
+    let mut deadbeat_job = submit_command(&control)
         .args(["--kernel", "w2-monte-carlo-pi", "--range", "0..20"])
         .args(["--extra", "1000000"])
         .stdout(std::process::Stdio::null())
@@ -730,8 +724,7 @@ fn verify_outvotes_a_node_returning_wrong_results() {
     let (range, samples) = (60u64, 1_000_000u64);
 
     // Without verification the liar's results spoil the job.
-    let plain = Command::new(bin())
-        .args(["submit", "--json", "--control", &control])
+    let plain = submit_command(&control)
         .args(["--kernel", "w2-monte-carlo-pi", "--range", "0..60"])
         .args(["--extra", &samples.to_string()])
         .output()
@@ -756,8 +749,8 @@ fn verify_outvotes_a_node_returning_wrong_results() {
     }
 
     // With --verify 2 the result is exact and the liar is excluded.
-    let out = Command::new(bin())
-        .args(["submit", "--json", "--control", &control, "--verify", "2"])
+    let out = submit_command(&control)
+        .args(["--verify", "2"])
         .args(["--kernel", "w2-monte-carlo-pi", "--range", "0..60"])
         .args(["--extra", &samples.to_string()])
         .output()
@@ -841,15 +834,11 @@ fn a_client_killed_mid_job_lists_it_after_restart_and_resumes_it() {
     assert!(see_both(&procs[0]));
 
     // `lppsp submit --resume JOB` runs it again to the exact result.
-    let out = Command::new(bin())
-        .args(["submit", "--json", "--control", &control])
+    let out = submit_command(&control)
         .args(["--resume", &unfinished[0]])
         .output()
         .unwrap();
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let events: Vec<serde_json::Value> = json_events(&out.stdout);
     let last = events.last().cloned().unwrap_or_default();
     assert!(out.status.success(), "{last}\n{}", procs[0].log_text());
     assert_eq!(
@@ -862,8 +851,7 @@ fn a_client_killed_mid_job_lists_it_after_restart_and_resumes_it() {
     assert!(unfinished_jobs(&procs[0]).is_empty());
 
     // An unknown job is refused with a reason.
-    let out = Command::new(bin())
-        .args(["submit", "--json", "--control", &control])
+    let out = submit_command(&control)
         .args(["--resume", "00000000000000ff"])
         .output()
         .unwrap();

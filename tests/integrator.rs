@@ -58,10 +58,7 @@ fn the_named_node_integrates_and_hands_the_result_to_the_client() {
         .args(submit_args(&control, "w1-sum-squares", "0..10000"))
         .output()
         .unwrap();
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let events: Vec<serde_json::Value> = json_events(&out.stdout);
     let last = events.last().unwrap();
     assert!(out.status.success(), "{last}\n{}", procs[0].log_text());
     assert_eq!(last["result"], "1291890006563070912");

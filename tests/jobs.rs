@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -34,14 +33,8 @@ fn cluster(computes: usize) -> Cluster {
 /// Runs `lppsp submit --json` and returns (exit code, every event).
 fn submit(client: &NodeProc, args: &[&str]) -> (i32, Vec<serde_json::Value>) {
     let control = client.ports.control_addr().to_string();
-    let mut all = vec!["submit", "--json", "--control", &control];
-    all.extend_from_slice(args);
-    let out = Command::new(bin()).args(&all).output().unwrap();
-    let events = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    (out.status.code().unwrap_or(-1), events)
+    let out = submit_command(&control).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), json_events(&out.stdout))
 }
 
 fn tasks_done_by_nodes(ev: &serde_json::Value) -> u64 {

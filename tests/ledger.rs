@@ -32,12 +32,8 @@ fn receipts_spread_balances_agree_and_survive_sigkill() {
     })
     .expect("every node sees the two others");
     let control = procs[0].ports.control_addr().to_string();
-    let out = Command::new(bin())
+    let out = submit_command(&control)
         .args([
-            "submit",
-            "--json",
-            "--control",
-            &control,
             "--kernel",
             "w2-monte-carlo-pi",
             "--range",
@@ -147,8 +143,7 @@ fn a_node_that_missed_the_receipts_catches_up_by_anti_entropy() {
     .expect("the others expire the bystander");
 
     let control = procs[0].ports.control_addr().to_string();
-    let out = Command::new(bin())
-        .args(["submit", "--json", "--control", &control])
+    let out = submit_command(&control)
         .args(["--kernel", "w1-sum-squares", "--range", "0..2000"])
         .output()
         .unwrap();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -38,12 +38,8 @@ fn load_raises_the_price_and_every_node_commits_the_same_one() {
 
     // Load: far more tasks than slots, for several seconds.
     let control = procs[0].ports.control_addr().to_string();
-    let mut job = Command::new(bin())
+    let mut job = submit_command(&control)
         .args([
-            "submit",
-            "--json",
-            "--control",
-            &control,
             "--kernel",
             "w2-monte-carlo-pi",
             "--range",

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -65,8 +65,7 @@ fn the_observers_proposal_is_committed_by_every_node() {
         let stop = stop.clone();
         std::thread::spawn(move || {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let _ = Command::new(bin())
-                    .args(["submit", "--json", "--control", &control])
+                let _ = submit_command(&control)
                     .args(["--kernel", "w2-monte-carlo-pi", "--range", "0..1"])
                     .args(["--extra", "20000000"])
                     .stdout(Stdio::null())

@@ -219,23 +219,11 @@ fn the_fastest_first_plugin_places_every_task_on_the_most_powerful_node() {
     );
 
     let control = client.ports.control_addr().to_string();
-    let out = Command::new(bin())
-        .args([
-            "submit",
-            "--json",
-            "--control",
-            &control,
-            "--kernel",
-            "w1-sum-squares",
-            "--range",
-            "0..400",
-        ])
+    let out = submit_command(&control)
+        .args(["--kernel", "w1-sum-squares", "--range", "0..400"])
         .output()
         .unwrap();
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let events: Vec<serde_json::Value> = json_events(&out.stdout);
     let last = events.last().expect("submit printed events");
     assert!(out.status.success(), "{last}\n{}", client.log_text());
     assert_eq!(last["event"], "done", "{last}");
@@ -286,17 +274,8 @@ fn a_panicking_plugin_call_fails_that_call_and_the_node_keeps_running() {
     })
     .expect("the client sees the compute node");
     let control = client.ports.control_addr().to_string();
-    let out = Command::new(bin())
-        .args([
-            "submit",
-            "--json",
-            "--control",
-            &control,
-            "--kernel",
-            "sha256",
-            "--input",
-            "abc",
-        ])
+    let out = submit_command(&control)
+        .args(["--kernel", "sha256", "--input", "abc"])
         .output()
         .unwrap();
     let last: serde_json::Value = String::from_utf8_lossy(&out.stdout)

@@ -7,7 +7,6 @@ mod common;
 mod kernels;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -15,11 +14,7 @@ use common::*;
 /// Runs `lppsp submit --json ARGS` at the client; (exit code, last event).
 fn submit(client: &NodeProc, args: &[&str]) -> (i32, serde_json::Value) {
     let control = client.ports.control_addr().to_string();
-    let out = Command::new(bin())
-        .args(["submit", "--json", "--control", &control])
-        .args(args)
-        .output()
-        .unwrap();
+    let out = submit_command(&control).args(args).output().unwrap();
     let last = String::from_utf8_lossy(&out.stdout)
         .lines()
         .rev()

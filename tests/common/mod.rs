@@ -426,6 +426,21 @@ pub fn control_call(addr: SocketAddr, request: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// `lppsp submit --json --control CONTROL`, for more arguments.
+pub fn submit_command(control: &str) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args(["submit", "--json", "--control", control]);
+    cmd
+}
+
+/// Every JSON event line of a `submit --json` run, in order.
+pub fn json_events(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 /// Runs `lppsp submit --json --control CONTROL ARGS...`, following its
 /// events; once a progress event reports `done_at` tasks done, `act` runs
 /// (once). Returns whether it ran, the exit status and the last event.
