@@ -107,6 +107,25 @@ impl PlacementRequest<'_> {
     }
 }
 
+impl PlacementRequest<'_> {
+    /// Estimated cost of one task on `peer`, with `work` from
+    /// [`Self::work_per_task`]: `charge(price, power, time)` with the time
+    /// measured there, or else price x work, the same on every node not yet
+    /// measured (no rounding of work / power to tell them apart). The
+    /// largest amount when it overflows, so it never fits a budget.
+    #[must_use]
+    pub fn est_cost_on(&self, peer: &PeerView, work: u128) -> Bounty {
+        let cost = match peer.avg_task_micros {
+            Some(m) => crate::money::charge(self.price, peer.power, m),
+            None if peer.power == 0 => {
+                crate::money::charge(self.price, peer.power, self.est_task_micros)
+            }
+            None => crate::money::charge(self.price, 1, u64::try_from(work).unwrap_or(u64::MAX)),
+        };
+        cost.unwrap_or(Bounty::from_micros(u64::MAX))
+    }
+}
+
 /// One decision: run `task` on `node` and send the result to `result_to`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {

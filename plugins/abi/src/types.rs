@@ -160,14 +160,19 @@ impl PlacementRequest<'_> {
     /// time measured there, or else `work` at the peer's power; the largest
     /// amount when it overflows (so it never fits a budget).
     pub fn task_cost_with(&self, peer: &PeerView, work: u128) -> u64 {
-        let micros = match peer.avg_task_micros {
-            ROption::RSome(m) => m,
-            ROption::RNone if peer.power == 0 => self.est_task_micros,
-            ROption::RNone => u64::try_from(work / u128::from(peer.power))
-                .unwrap_or(u64::MAX)
-                .max(1),
+        let cost = match peer.avg_task_micros {
+            ROption::RSome(m) => charge(self.price_micros, peer.power, m),
+            ROption::RNone if peer.power == 0 => {
+                charge(self.price_micros, peer.power, self.est_task_micros)
+            }
+            // price x work: the same on every node not yet measured.
+            ROption::RNone => charge(
+                self.price_micros,
+                1,
+                u64::try_from(work).unwrap_or(u64::MAX),
+            ),
         };
-        charge(self.price_micros, peer.power, micros).unwrap_or(u64::MAX)
+        cost.unwrap_or(u64::MAX)
     }
 
     /// [`Self::task_cost_with`] for one peer (reckons the work each call;

@@ -16,8 +16,13 @@
 //!    node's power. Since the charge is price x power x time, a node is
 //!    cheap for a job when it finishes the job's tasks in little time for
 //!    its power;
-//! 2. then higher processing power (the same cost, done sooner);
-//! 3. then fewer tasks reported queued or running there;
+//! 2. then fewer tasks reported queued or running there (the same cost,
+//!    started sooner);
+//! 3. then the client's own order of nodes, a fixed mix of the client's and
+//!    the node's ids ([`spread`]): clients that all see the same pool do
+//!    not all pile onto one node. (Higher power is no tie-break: at equal
+//!    cost it helps one client's latency a little and, with many clients,
+//!    sends all of them to the fastest node first.)
 //! 4. then NodeId, so that the ranking is a total order and the plan does
 //!    not depend on the order of the information book.
 //!
@@ -38,17 +43,16 @@
 //!
 //! Before any task has finished anywhere, every node is expected to do the
 //! same work, so a task costs the same on each (price x work) and the
-//! faster node ranks first (rule 2). Once tasks finish, measured times take
-//! over: a node slower than its promised power costs more there.
+//! queue, then the client's order, decides. Once tasks finish, measured
+//! times take over: a node slower than its promised power costs more there.
 //!
 //! The scheduler keeps no state between calls: the same request always
 //! gives the same plan.
 
 #![forbid(unsafe_code)]
 
-use std::cmp::Reverse;
-
 use lppsp_core::component::{PendingTask, PlacementRequest, Plan, Scheduler};
+use lppsp_core::NodeId;
 use lppsp_scheduler_round_robin::suitability::{
     candidates, fill, pick_in_order, Candidate, Policy, SchedulerOptions,
 };
@@ -74,12 +78,28 @@ impl PriceAware {
 }
 
 /// The suitable peers of a request with a free slot, best first: by
-/// estimated cost per task, then higher power, then shorter reported
-/// queue, then NodeId.
+/// estimated cost per task, then shorter reported queue, then the
+/// client's own order of nodes ([`spread`]), then NodeId.
 pub fn rank<'a>(request: &PlacementRequest<'a>) -> Vec<Candidate<'a>> {
+    let client = request.client;
     let mut cands = candidates(request);
-    cands.sort_by_key(|c| (c.cost, Reverse(c.peer.power), c.peer.queue, c.id()));
+    cands.sort_by_key(|c| (c.cost, c.peer.queue, spread(client, c.id()), c.id()));
     cands
+}
+
+/// Where `node` stands in `client`'s order of equals: a fixed mix of the
+/// two ids (the splitmix64 finaliser). Every client ranks nodes of equal
+/// cost and queue differently, so that many clients placing at once spread
+/// over the pool instead of all choosing the same node; one client always
+/// ranks them the same way.
+#[must_use]
+pub fn spread(client: NodeId, node: NodeId) -> u64 {
+    let mut z = (u64::from_be_bytes(*client.as_bytes())
+        ^ u64::from_be_bytes(*node.as_bytes()).rotate_left(29))
+    .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Best-ranked first.

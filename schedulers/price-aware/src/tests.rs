@@ -113,21 +113,29 @@ fn cheapest_node_slots_fill_first() {
     assert_eq!(plan.unplaced, vec![(6, Unplaced::AllBusy)]);
 }
 
+/// The ids of `peers` (last byte) in `client`'s order of equals.
+fn spread_order(client: u8, peers: &[u8]) -> Vec<u8> {
+    let mut order = peers.to_vec();
+    order.sort_by_key(|&n| spread(id(client), id(n)));
+    order
+}
+
 #[test]
-fn ties_go_to_power_then_queue_then_id() {
+fn ties_go_to_queue_then_the_clients_own_order() {
+    let equal_cost = vec![
+        timed(1, 1000, Some(1_000_000), 1), // 1000
+        timed(2, 2000, Some(500_000), 1),   // 1000
+        timed(3, 4000, Some(250_000), 1),   // 1000
+    ];
     // (case, peers, expected ranking)
     let cases: Vec<(&str, Vec<PeerView>, Vec<u8>)> = vec![
         (
-            "same cost: the more powerful node first",
-            vec![
-                timed(1, 1000, Some(1_000_000), 1), // 1000
-                timed(2, 2000, Some(500_000), 1),   // 1000
-                timed(3, 4000, Some(250_000), 1),   // 1000
-            ],
-            vec![3, 2, 1],
+            "same cost and queue: the client's order, not power",
+            equal_cost,
+            spread_order(CLIENT, &[1, 2, 3]),
         ),
         (
-            "same cost and power: the shorter queue first",
+            "same cost: the shorter queue first",
             vec![
                 with(1, |p| p.queue = 5),
                 with(2, |p| p.queue = 0),
@@ -136,9 +144,21 @@ fn ties_go_to_power_then_queue_then_id() {
             vec![2, 3, 1],
         ),
         (
-            "all equal: NodeId order",
+            "same cost: a shorter queue beats more power",
+            vec![
+                with(1, |p| {
+                    p.power = 4000;
+                    p.avg_task_micros = Some(250_000); // 1000
+                    p.queue = 3;
+                }),
+                timed(2, 1000, Some(1_000_000), 1), // 1000, queue 0
+            ],
+            vec![2, 1],
+        ),
+        (
+            "all equal: the client's order",
             vec![peer(9), peer(4), peer(6)],
-            vec![4, 6, 9],
+            spread_order(CLIENT, &[4, 6, 9]),
         ),
         (
             "cost beats power and queue",
@@ -164,41 +184,61 @@ fn ties_go_to_power_then_queue_then_id() {
 }
 
 #[test]
-fn before_any_measurement_a_task_costs_the_same_everywhere_and_the_faster_node_ranks_first() {
+fn clients_rank_a_pool_of_equals_differently_so_they_spread_over_it() {
+    let pool: Vec<u8> = (1..=16).collect();
+    let peers: Vec<PeerView> = pool.iter().map(|&n| peer(n)).collect();
+    let c = Constraints::default();
+    let pending = tasks(1);
+    // The first choice of each of 64 clients placing one task at once.
+    let mut first_choices = std::collections::BTreeSet::new();
+    for client in 100..164u8 {
+        let mut req = request(&peers, &pending, &c, rich());
+        req.client = id(client);
+        let plan = PriceAware::new().place(&req);
+        first_choices.insert(nodes(&plan)[0]);
+        // One client always ranks the pool the same way.
+        assert_eq!(PriceAware::new().place(&req), plan);
+    }
+    assert!(
+        first_choices.len() >= 12,
+        "64 clients chose only {first_choices:?} of 16 equal nodes"
+    );
+}
+
+#[test]
+fn before_any_measurement_a_task_costs_the_same_everywhere() {
     // The job's estimate (1 s) at the mean power (2500 MFLOPS) is the work
     // of a task: 0.625 s on node 1, 2.5 s on node 2, 2500 on either.
     let peers = [timed(2, 1000, None, 1), timed(1, 4000, None, 1)];
     let c = Constraints::default();
     let pending = tasks(2);
     let req = request(&peers, &pending, &c, rich());
-    let ranked: Vec<(u8, Bounty)> = rank(&req)
-        .iter()
-        .map(|c| (c.id().as_bytes()[7], c.cost))
-        .collect();
-    assert_eq!(ranked, [(1, units(2500)), (2, units(2500))]);
-    assert_eq!(nodes(&place(&peers, 2, &c)), [1, 2]);
+    let costs: Vec<Bounty> = rank(&req).iter().map(|c| c.cost).collect();
+    assert_eq!(costs, [units(2500), units(2500)]);
+    assert_eq!(nodes(&place(&peers, 2, &c)), spread_order(CLIENT, &[1, 2]));
 }
 
 #[test]
 fn a_node_not_yet_measured_is_expected_to_do_the_measured_work_at_its_power() {
-    // Node 1 was measured slower than its promise (1000 MFLOPS, 4 s: work
-    // 4e9); node 2 (4000 MFLOPS) is expected to take 1 s, so it costs
-    // the same 4000 and wins the tie on power.
+    // Two nodes measured: 1000 MFLOPS x 4 s and 2000 MFLOPS x 3 s, a mean
+    // work of 5e9 MFLOPS x us. Node 3 (4000 MFLOPS), not measured, is
+    // expected to take 1.25 s: 5000, between the two.
     let peers = [
         timed(1, 1000, Some(4_000_000), 1),
-        timed(2, 4000, None, 1),
-        timed(3, 2000, None, 1),
+        timed(2, 2000, Some(3_000_000), 1),
+        timed(3, 4000, None, 1),
     ];
     let c = Constraints::default();
     let pending = tasks(0);
     let req = request(&peers, &pending, &c, rich());
+    assert_eq!(req.est_micros_on(&peers[2], req.work_per_task()), 1_250_000);
     let ranked: Vec<(u8, Bounty)> = rank(&req)
         .iter()
         .map(|c| (c.id().as_bytes()[7], c.cost))
         .collect();
     assert_eq!(
         ranked,
-        [(2, units(4000)), (3, units(4000)), (1, units(4000))]
+        [(1, units(4000)), (3, units(5000)), (2, units(6000))]
     );
 }
 
@@ -357,9 +397,9 @@ fn stops_when_the_budget_is_short() {
 #[test]
 fn output_is_deterministic_and_ignores_book_order() {
     let peers = [
-        timed(4, 1000, Some(900_000), 2),
-        timed(2, 1000, Some(900_000), 1),
-        timed(9, 700, None, 2),
+        timed(4, 1000, Some(900_000), 2), // 900
+        timed(2, 1000, Some(800_000), 1), // 800
+        timed(9, 700, None, 2),           // the mean work: 850
         with(1, |p| p.compute = false),
     ];
     let mut reversed = peers.clone();
@@ -372,7 +412,7 @@ fn output_is_deterministic_and_ignores_book_order() {
     let again = s.place(&request(&peers, &pending, &c, rich()));
     assert_eq!(a, b);
     assert_eq!(a, again);
-    assert_eq!(nodes(&a), [9, 9, 2, 4, 4]);
+    assert_eq!(nodes(&a), [2, 9, 9, 4, 4]);
     assert_eq!(a.unplaced, vec![(5, Unplaced::AllBusy)]);
     assert_eq!(s.name(), "price-aware");
 }

@@ -27,7 +27,7 @@
 use lppsp_core::component::{
     Constraints, PeerView, PendingTask, Placement, PlacementRequest, Plan, Unplaced,
 };
-use lppsp_core::money::{charge, Bounty};
+use lppsp_core::money::Bounty;
 use lppsp_core::node_id::NodeId;
 
 /// A compute node that is up, compatible, and speaks a version we use.
@@ -46,8 +46,7 @@ pub fn suitable(peer: &PeerView, constraints: &Constraints) -> bool {
 /// from [`PlacementRequest::work_per_task`]; saturates at the largest
 /// amount when the charge overflows.
 pub fn task_cost(request: &PlacementRequest<'_>, peer: &PeerView, work: u128) -> Bounty {
-    let micros = request.est_micros_on(peer, work);
-    charge(request.price, peer.power, micros).unwrap_or(Bounty::from_micros(u64::MAX))
+    request.est_cost_on(peer, work)
 }
 
 /// Why a task cannot be placed when no suitable peer has a free slot: the

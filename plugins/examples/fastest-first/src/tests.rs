@@ -50,8 +50,9 @@ fn the_most_powerful_node_fills_first() {
     let plan = FastestFirst::default().place(&request(&peers, &pending));
     assert_eq!(nodes(&plan), [2, 2, 3, 3, 3]);
     assert!(plan.unplaced.is_empty());
-    // est_cost is price x power x time at that node.
-    assert_eq!(plan.placements[0].est_cost_micros, 1000 * 1_000);
+    // Before any measurement a task's cost is price x work, the job's
+    // estimate (1 ms) at the pool's mean power (370 MFLOPS), on any node.
+    assert_eq!(plan.placements[0].est_cost_micros, 370 * 1_000);
 }
 
 #[test]
