@@ -392,3 +392,45 @@ pub fn pressure_milli(tasks_in_pool: u64, nodes: u32) -> u64 {
         .checked_div(u64::from(nodes.max(1)))
         .unwrap_or(0)
 }
+
+/// A node's own part of a market sample: it is not in its own book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OwnShare {
+    /// Tasks queued or running on this node.
+    pub queue: u64,
+    /// This node's power when it is an idle compute node, else 0.
+    pub idle_power: u64,
+}
+
+/// One market sample from the information book (DESIGN 4.11): demand is the
+/// tasks queued or running in the pool as the nodes report them in their
+/// Idle beacons, supply the power of idle compute nodes, and pressure the
+/// one per the other. `own` is the sampling node's part; `None` counts
+/// the book alone. The node and the simulator both sample through here.
+#[must_use]
+pub fn sample_book(
+    book: &crate::book::Book,
+    now_ms: u64,
+    price: Price,
+    own: Option<OwnShare>,
+) -> crate::component::MarketSample {
+    let (mut in_pool, mut supply, mut nodes) = match own {
+        Some(o) => (o.queue, o.idle_power, 1u32),
+        None => (0, 0, 0),
+    };
+    for p in book.peers() {
+        nodes = nodes.saturating_add(1);
+        in_pool = in_pool.saturating_add(p.queue);
+        if p.slots > 0 && p.idle {
+            supply = supply.saturating_add(p.power);
+        }
+    }
+    crate::component::MarketSample {
+        at_ms: now_ms,
+        price,
+        pressure_milli: pressure_milli(in_pool, nodes),
+        demand_tasks: in_pool,
+        supply_mflops: supply,
+        nodes: nodes.max(1),
+    }
+}

@@ -883,28 +883,15 @@ impl Driver {
     /// Feeds the balancer one market sample (every tick) and runs the
     /// agreement's timers.
     fn sample_market(&mut self, now: u64) {
-        let mut in_pool = self.queue;
-        let mut supply = if self.idle && self.compute.is_some() {
-            self.me.power
-        } else {
-            0
+        let own = market::OwnShare {
+            queue: self.queue,
+            idle_power: if self.idle && self.compute.is_some() {
+                self.me.power
+            } else {
+                0
+            },
         };
-        let mut nodes: u32 = 1;
-        for p in self.book.peers() {
-            nodes = nodes.saturating_add(1);
-            in_pool = in_pool.saturating_add(p.queue);
-            if p.slots > 0 && p.idle {
-                supply = supply.saturating_add(p.power);
-            }
-        }
-        let sample = MarketSample {
-            at_ms: now,
-            price: self.market.price(),
-            pressure_milli: market::pressure_milli(in_pool, nodes),
-            demand_tasks: in_pool,
-            supply_mflops: supply,
-            nodes,
-        };
+        let sample = market::sample_book(&self.book, now, self.market.price(), Some(own));
         self.last_sample = Some(sample);
         let live = self.live_members();
         let proposal = self.balancer.on_sample(&sample);

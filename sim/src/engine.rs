@@ -729,23 +729,10 @@ impl<'a> Sim<'a> {
                     _ => {}
                 }
             }
-            let (mut in_pool, mut supply, mut nodes) = (0u64, 0u64, 0u32);
-            for p in book.peers() {
-                nodes = nodes.saturating_add(1);
-                in_pool = in_pool.saturating_add(p.queue);
-                if p.slots > 0 && p.idle {
-                    supply = supply.saturating_add(p.power);
-                }
-            }
             if let Some(s) = self.samples.get_mut(d) {
-                *s = Some(MarketSample {
-                    at_ms: now,
-                    price: Price::ZERO,
-                    pressure_milli: market::pressure_milli(in_pool, nodes),
-                    demand_tasks: in_pool,
-                    supply_mflops: supply,
-                    nodes: nodes.max(1),
-                });
+                // A domain's book lists every node of the domain, the
+                // sampling one included: no own share to add.
+                *s = Some(market::sample_book(book, now, Price::ZERO, None));
             }
             if let Some(l) = self.live.get_mut(d) {
                 l.clear();
