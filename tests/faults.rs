@@ -583,6 +583,76 @@ fn a_client_that_never_pays_is_refused_and_honest_clients_still_get_work() {
     assert_exact_w2(ok, &last, range, honest_samples);
 }
 
+#[test]
+fn a_client_claiming_more_bounty_than_the_ledger_shows_gets_no_work() {
+    let community = Community::new();
+    let nodes = [
+        ("inflated", "client"),
+        ("honest", "client"),
+        ("compute-1", "compute"),
+        ("compute-2", "compute"),
+    ];
+    // The community's grant is 1000; one client's config says 100000, so
+    // its Hand claims about 100 times what every ledger gives it.
+    let procs = start_cluster_with(&community, &nodes, |i, _| {
+        let grant = if i == 0 { "100000" } else { "1000" };
+        format!("\n[market]\ngrant = \"{grant}\"\n")
+    });
+    for client in &procs[..2] {
+        client
+            .wait_for_compute_peers(2, Duration::from_secs(10))
+            .expect("clients see both compute nodes");
+    }
+    let refused = wait_for(Duration::from_secs(15), || {
+        procs[2..]
+            .iter()
+            .all(|n| n.log_text().contains("claims more bounty than it has"))
+    });
+    assert!(
+        refused.is_some(),
+        "compute nodes did not refuse the inflated claim"
+    );
+
+    let control = procs[0].ports.control_addr().to_string();
+    let mut inflated_job = submit_command(&control)
+        .args(["--kernel", "w2-monte-carlo-pi", "--range", "0..20"])
+        .args(["--extra", "1000000"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let refusals = wait_for(Duration::from_secs(20), || {
+        procs[2..]
+            .iter()
+            .all(|n| n.status()["compute"]["tasks_refused"].as_u64() > Some(0))
+    });
+    let _ = inflated_job.kill();
+    let _ = inflated_job.wait();
+    assert!(refusals.is_some(), "its tasks were not refused");
+    for n in &procs[2..] {
+        assert_eq!(
+            n.status()["compute"]["tasks_done"],
+            0,
+            "{} ran a task for it",
+            n.name
+        );
+    }
+    let jobs = procs[0].status()["jobs"]["list"].clone();
+    let job = jobs.as_array().and_then(|j| j.first()).cloned().unwrap();
+    let placements = job["placements"].as_object().unwrap();
+    assert!(
+        !placements.is_empty()
+            && placements
+                .values()
+                .all(|p| p["refused"].as_u64() > Some(0) && p["tasks_done"] == 0),
+        "{job}"
+    );
+
+    // A client whose claim matches the ledger gets its work done, exactly.
+    let (range, samples) = (20u64, 500_000u64);
+    let (ok, last) = honest_w2(&procs[1], range, samples);
+    assert_exact_w2(ok, &last, range, samples);
+}
+
 /// A TCP proxy on 127.0.0.1 that forwards to `to`, delaying every byte by
 /// `delay` each way (a delay line: latency added, throughput kept).
 /// Returns its port; it runs until the test process ends.

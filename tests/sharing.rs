@@ -52,8 +52,11 @@ fn the_owner_returning_withdraws_tasks_which_run_elsewhere_and_the_node_comes_ba
     assert_eq!(owned.status()["sharing"]["available"], true);
 
     let control = client.ports.control_addr().to_string();
-    let samples = 4_000_000u64;
+    // Long enough (a few seconds) that the owner, who comes back after
+    // 20 tasks, finds tasks on the node at its next sharing check (1 s).
+    let samples = 12_000_000u64;
     let extra = samples.to_string();
+    let reference = std::thread::spawn(move || w2_hits_total(200, samples));
     let args = [
         "--kernel",
         "w2-monte-carlo-pi",
@@ -103,7 +106,7 @@ fn the_owner_returning_withdraws_tasks_which_run_elsewhere_and_the_node_comes_ba
     );
     assert!(status.success(), "{last}\n{}", client.log_text());
     assert_eq!(last["event"], "done");
-    let hits: u64 = w2_hits_total(200, samples);
+    let hits: u64 = reference.join().unwrap();
     assert!(
         last["result"]
             .as_str()
