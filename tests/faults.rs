@@ -886,7 +886,7 @@ fn a_client_killed_mid_job_lists_it_after_restart_and_resumes_it() {
         "--extra",
         &extra,
     ];
-    let (killed, status, last) = submit_acting_at(&control, &args, 10, || procs[0].signal(SIGKILL));
+    let (killed, status, last) = submit_acting_at(&control, &args, 60, || procs[0].signal(SIGKILL));
     assert!(killed, "the job ended before the kill: {last}");
     assert!(
         !status.success(),
@@ -919,6 +919,18 @@ fn a_client_killed_mid_job_lists_it_after_restart_and_resumes_it() {
     );
     assert_exact_w2(true, &last, range, samples);
     assert!(unfinished_jobs(&procs[0]).is_empty());
+    // Results that reached the journal before the kill (it was at 60 done)
+    // are not run or paid for again: the nodes ran only the rest.
+    let restored = events[0]["restored"].as_u64().unwrap_or_default();
+    assert!((1..=range).contains(&restored), "{}", events[0]);
+    let ran: u64 = last["nodes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|t| t["tasks_done"].as_u64().unwrap())
+        .sum();
+    assert_eq!(ran, range - restored, "{last}");
+    eprintln!("resumed: {restored} results kept, {ran} tasks run again");
 
     // An unknown job is refused with a reason.
     let out = submit_command(&control)

@@ -268,8 +268,9 @@ pub struct JobTracker {
     /// The node results go to, when the scheduler named one other than the
     /// client; fixed at the first placement so that one node holds them all.
     integrator: Option<NodeId>,
-    /// An integrator was lost: the client integrates from then on.
-    integrator_failed: bool,
+    /// The client integrates from now on: an integrator was lost, or the
+    /// client holds results restored from an earlier run of the job.
+    client_integrates: bool,
     /// Since when (ms) the integrator has been asked for the job result.
     integrating_since: Option<u64>,
     /// With `verify`: each input's tasks (replicas), its accepted result,
@@ -325,7 +326,7 @@ impl JobTracker {
             outcome: None,
             commands: VecDeque::new(),
             integrator: None,
-            integrator_failed: false,
+            client_integrates: false,
             integrating_since: None,
             replicas,
             accepted,
@@ -458,7 +459,7 @@ impl JobTracker {
         }
         self.unplaced.clear();
         // Verified results come back to the client, which compares them.
-        if self.integrator.is_none() && !self.integrator_failed && !self.verifying() {
+        if self.integrator.is_none() && !self.client_integrates && !self.verifying() {
             self.integrator = plan
                 .placements
                 .first()
@@ -608,6 +609,33 @@ impl JobTracker {
     }
 
     /// A result arrived. Returns the charge when the result was counted.
+    /// A result kept from an earlier run of this job (`submit --resume`):
+    /// the task counts as done without running or being paid for again,
+    /// and the job integrates at the client, which holds it. Taken only
+    /// before any placement, for a pending task of a job without `verify`
+    /// (whose replicas would need their votes kept too); returns whether
+    /// it was taken.
+    pub fn restore_result(&mut self, now_ms: u64, task: u64, result: Bytes) -> bool {
+        if self.verifying() || self.outcome.is_some() || self.integrator.is_some() {
+            return false;
+        }
+        let Some(t) = self.tasks.get_mut(task as usize) else {
+            return false;
+        };
+        if t.state != TaskState::Pending {
+            return false;
+        }
+        t.state = TaskState::Done;
+        t.result = Some(result);
+        self.pending.remove(&task);
+        self.client_integrates = true;
+        self.done += 1;
+        if self.done == self.tasks.len() as u64 {
+            self.all_done(now_ms);
+        }
+        true
+    }
+
     pub fn on_result(&mut self, now_ms: u64, report: TaskReport, price: Price) -> Option<Bounty> {
         let TaskReport {
             node,
@@ -915,7 +943,7 @@ impl JobTracker {
             return;
         }
         self.integrator = None;
-        self.integrator_failed = true;
+        self.client_integrates = true;
         self.integrating_since = None;
         // Tasks in flight were told to send their results to the lost
         // node: those results would never arrive, so place them again now

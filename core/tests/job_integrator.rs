@@ -226,3 +226,56 @@ fn results_to_the_client_need_no_integrator() {
         ]))
     );
 }
+
+#[test]
+fn restored_results_are_not_run_again_and_the_client_integrates() {
+    let mut t = tracker(4);
+    assert!(t.restore_result(0, 1, Bytes::from_static(b"kept-1")));
+    assert!(t.restore_result(0, 3, Bytes::from_static(b"kept-3")));
+    assert!(!t.restore_result(0, 3, Bytes::new()), "already done");
+    assert!(
+        !t.restore_result(0, 9, Bytes::new()),
+        "not a task of the job"
+    );
+    let pending: Vec<u64> = t.pending_tasks(10).iter().map(|p| p.task).collect();
+    assert_eq!(pending, [0, 2]);
+    assert_eq!(t.progress().done, 2);
+
+    // The scheduler names an integrator: ignored, the client holds results.
+    t.apply_plan(0, plan(&[0, 2], INTEGRATOR));
+    assert!(commands(&mut t).iter().all(|c| matches!(
+        c,
+        JobCommand::Place {
+            result_to: None,
+            ..
+        }
+    )));
+    assert_eq!(
+        t.on_result(1, report(0, None), price()),
+        Some(Bounty::from_micros(1000))
+    );
+    assert!(t.on_result(1, report(2, None), price()).is_some());
+    let Some(JobOutcome::Done(results)) = t.outcome() else {
+        panic!("{:?}", t.outcome());
+    };
+    assert_eq!(
+        results,
+        &vec![
+            Bytes::from(vec![0u8]),
+            Bytes::from_static(b"kept-1"),
+            Bytes::from(vec![2u8]),
+            Bytes::from_static(b"kept-3"),
+        ]
+    );
+    // Only the two tasks that ran were paid for.
+    assert_eq!(t.tallies()[&id(WORKER)].tasks_done, 2);
+}
+
+#[test]
+fn a_job_whose_every_result_was_kept_is_done_at_once() {
+    let mut t = tracker(2);
+    assert!(t.restore_result(5, 0, Bytes::from_static(b"a")));
+    assert!(t.outcome().is_none());
+    assert!(t.restore_result(5, 1, Bytes::from_static(b"b")));
+    assert!(matches!(t.outcome(), Some(JobOutcome::Done(r)) if r.len() == 2));
+}

@@ -22,7 +22,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::journal::JobJournal;
+use crate::journal::{JobJournal, ResultLog};
 use crate::links::{Links, NetEvent};
 
 /// Most tasks one job may have.
@@ -213,6 +213,8 @@ struct ClientJob {
     subscriber: mpsc::Sender<serde_json::Value>,
     started: Instant,
     last_progress: Option<Instant>,
+    /// Where results that come back here are kept for `--resume`.
+    results: Option<ResultLog>,
 }
 
 /// Every job this node has submitted, and its links to compute nodes.
@@ -239,6 +241,9 @@ pub struct Client {
     /// Where accepted jobs are recorded until they end.
     journal: Option<JobJournal>,
 }
+
+/// The largest task result read back from the journal on `--resume`.
+const MAX_KEPT_RESULT: u32 = 256 * 1024 * 1024;
 
 /// Finished jobs kept for status.
 const FINISHED_KEPT: usize = 20;
@@ -413,6 +418,7 @@ impl Client {
             est_task_micros: req.est_task_ms.saturating_mul(1000).max(1),
             verify: req.verify.max(1),
         };
+        let mut kept = Vec::new();
         if let Some(journal) = &self.journal {
             if let Err(e) = journal.record(id, &req) {
                 let _ = reply
@@ -421,17 +427,40 @@ impl Client {
                 return;
             }
             if let Some(old) = resumed {
+                // Its results first: finishing the old job removes them.
+                if spec.verify <= 1 {
+                    kept = journal.take_over_results(old, id, total as u64, MAX_KEPT_RESULT);
+                }
                 journal.finish(old);
                 info!(job = %id, resumed = %old, "unfinished job runs again");
             }
         }
         info!(job = %id, kernel = %spec.kernel, tasks = total, budget = %budget, "job submitted");
+        let verify = spec.verify > 1;
+        let mut tracker = JobTracker::new(spec);
+        // Results kept from the earlier run are not run (or paid) again.
+        let mut restored = 0u64;
+        let mut results = None;
+        if let (Some(journal), false) = (&self.journal, verify) {
+            if resumed.is_some() {
+                for (task, result) in kept {
+                    restored += u64::from(tracker.restore_result(0, task, result));
+                }
+                info!(job = %id, restored, "results kept from the earlier run");
+            }
+            results = journal
+                .result_log(id)
+                .inspect_err(
+                    |e| warn!(job = %id, error = %e, "task results will not be kept for --resume"),
+                )
+                .ok();
+        }
         let mut accepted = json!({"event": "accepted", "job": id.to_string(), "tasks": total, "budget": budget.to_string()});
         if let Some(old) = resumed {
             accepted["resumed"] = json!(old.to_string());
+            accepted["restored"] = json!(restored);
         }
         let _ = reply.send(accepted).await;
-        let tracker = JobTracker::new(spec);
         self.jobs.insert(
             id,
             ClientJob {
@@ -442,6 +471,7 @@ impl Client {
                 subscriber: reply,
                 started: Instant::now(),
                 last_progress: None,
+                results,
             },
         );
     }
@@ -497,7 +527,12 @@ impl Client {
                     return;
                 };
                 let (worker, power, micros) = (report.node, report.power, report.micros);
+                let kept = (j.results.is_some() && report.held_by.is_none() && report.ok)
+                    .then(|| report.body.clone());
                 if let Some(charge) = j.tracker.on_result(now_ms, report, price) {
+                    if let (Some(log), Some(body)) = (&mut j.results, kept) {
+                        log.append(task, &body);
+                    }
                     self.metered.push(TaskCharge {
                         job,
                         payee: worker,
@@ -563,6 +598,9 @@ impl Client {
     pub fn handle_timeout(&mut self, now_ms: u64) {
         for j in self.jobs.values_mut() {
             j.tracker.handle_timeout(now_ms);
+            if let Some(log) = &mut j.results {
+                log.flush();
+            }
         }
     }
 

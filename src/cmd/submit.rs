@@ -40,9 +40,9 @@ pub struct SubmitArgs {
     /// from the job (docs/reliability.md).
     #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub verify: u32,
-    /// Run again an unfinished job of the node (one `lppsp status` lists as
-    /// unfinished: the node was stopped or killed while it ran); all its
-    /// tasks run again.
+    /// Finish an unfinished job of the node (one `lppsp status` lists as
+    /// unfinished: the node was stopped or killed while it ran); results
+    /// the node kept are used, and only the other tasks run again.
     #[arg(long, value_name = "JOB", conflicts_with_all = ["kernel", "wasm"])]
     pub resume: Option<String>,
     /// Tasks START..END: task i gets i (u64 LE) as input.
