@@ -349,12 +349,7 @@ fn compute_nodes_killed_mid_job_lose_nothing_over_20_rounds() {
         );
         assert_eq!(last["progress"]["done"], range, "round {round}: {last}");
         // Each task counted once: the nodes' counts add up to the range.
-        let counted: u64 = last["nodes"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|t| t["tasks_done"].as_u64().unwrap())
-            .sum();
+        let counted: u64 = tasks_done_by_nodes(&last);
         assert_eq!(counted, range, "round {round}: {last}");
         // Restart the victim with its data (its ledger) and wait for it.
         procs[victim].wait_exit(Duration::from_secs(5));
@@ -474,12 +469,7 @@ fn a_hundred_thousand_tasks_while_nodes_join_and_leave() {
     assert_eq!(last["result"], expected.to_string(), "{last}");
     assert_eq!(last["progress"]["done"], TASKS, "{last}");
     // None lost, none counted twice.
-    let counted: u64 = last["nodes"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|t| t["tasks_done"].as_u64().unwrap())
-        .sum();
+    let counted: u64 = tasks_done_by_nodes(&last);
     assert_eq!(counted, TASKS, "{last}");
     assert!(plan.is_empty(), "the job ended before every join and leave");
     assert!(
@@ -492,23 +482,12 @@ fn a_hundred_thousand_tasks_while_nodes_join_and_leave() {
 #[test]
 fn a_client_that_never_pays_is_refused_and_honest_clients_still_get_work() {
     let community = Community::new();
-    let nodes = [
-        ("honest", "client"),
-        ("deadbeat", "client"),
-        ("compute-1", "compute"),
-        ("compute-2", "compute"),
-    ];
     // A small grant, so the tolerance (1% of it plus one unit) is soon
     // exceeded; the deadbeat never settles its charges into receipts.
-    let procs = start_cluster_with(&community, &nodes, |i, _| {
+    let procs = two_clients_two_computes(&community, ["honest", "deadbeat"], |i| {
         let settle = if i == 1 { "settle = false\n" } else { "" };
-        format!("\n[market]\ngrant = \"1000\"\n{settle}")
+        format!("grant = \"1000\"\n{settle}")
     });
-    for client in &procs[..2] {
-        client
-            .wait_for_compute_peers(2, Duration::from_secs(10))
-            .expect("clients see both compute nodes");
-    }
     let (range, samples) = (100u64, 2_000_000u64);
     // The deadbeat's first job runs: nobody knows yet that it will not pay.
     let (ok, last) = honest_w2(&procs[1], range, samples);
@@ -530,39 +509,72 @@ fn a_client_that_never_pays_is_refused_and_honest_clients_still_get_work() {
         "compute nodes did not refuse the deadbeat"
     );
     eprintln!("deadbeat refused {:?} after its job", refused.unwrap());
+    assert_next_job_only_refused(&procs[1], &procs[2..]);
 
-    // Its next job gets only cannot-pay refusals; the submit is stopped.
-    let refused_before: u64 = procs[2..]
-        .iter()
-        .map(|n| n.status()["compute"]["tasks_refused"].as_u64().unwrap())
-        .sum();
-    let control = procs[1].ports.control_addr().to_string();
-    let mut deadbeat_job = submit_command(&control)
+    // The honest client still gets work, exactly.
+    let (ok, last) = honest_w2(&procs[0], range, honest_samples);
+    assert_exact_w2(ok, &last, range, honest_samples);
+}
+
+/// Two clients (the names given) and two compute nodes, each with the
+/// `[market]` lines `market(i)` gives; returns once both clients see both
+/// compute nodes.
+fn two_clients_two_computes(
+    community: &Community,
+    clients: [&str; 2],
+    market: impl Fn(usize) -> String,
+) -> Vec<NodeProc> {
+    let nodes = [
+        (clients[0], "client"),
+        (clients[1], "client"),
+        ("compute-1", "compute"),
+        ("compute-2", "compute"),
+    ];
+    let procs = start_cluster_with(community, &nodes, |i, _| {
+        format!("\n[market]\n{}", market(i))
+    });
+    for client in &procs[..2] {
+        client
+            .wait_for_compute_peers(2, Duration::from_secs(10))
+            .expect("clients see both compute nodes");
+    }
+    procs
+}
+
+/// `client`, refused work, submits a job: every node of `computes` refuses
+/// its tasks (`cannot-pay`), none of them runs, and the submit does not
+/// succeed (it is stopped once the refusals are seen).
+fn assert_next_job_only_refused(client: &NodeProc, computes: &[NodeProc]) {
+    let refused = || -> Vec<u64> {
+        computes
+            .iter()
+            .map(|n| n.status()["compute"]["tasks_refused"].as_u64().unwrap())
+            .collect()
+    };
+    let before = refused();
+    let control = client.ports.control_addr().to_string();
+    let mut job = submit_command(&control)
         .args(["--kernel", "w2-monte-carlo-pi", "--range", "0..20"])
         .args(["--extra", "1000000"])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let more_refusals = wait_for(Duration::from_secs(20), || {
-        let now: u64 = procs[2..]
-            .iter()
-            .map(|n| n.status()["compute"]["tasks_refused"].as_u64().unwrap())
-            .sum();
-        now >= refused_before + 2
+    let each_refused = wait_for(Duration::from_secs(20), || {
+        refused().iter().zip(&before).all(|(now, was)| now > was)
     });
-    let finished = deadbeat_job.try_wait().unwrap();
-    let _ = deadbeat_job.kill();
-    let _ = deadbeat_job.wait();
+    let finished = job.try_wait().unwrap();
+    let _ = job.kill();
+    let _ = job.wait();
     assert!(
-        more_refusals.is_some(),
-        "the deadbeat's tasks were not refused"
+        each_refused.is_some(),
+        "its tasks were not refused by every compute node"
     );
     assert!(
         finished.is_none_or(|s| !s.success()),
-        "the deadbeat's job completed"
+        "the refused client's job completed"
     );
     // Nothing of it ran: every placement was refused.
-    let jobs = procs[1].status()["jobs"]["list"].clone();
+    let jobs = client.status()["jobs"]["list"].clone();
     let running = jobs
         .as_array()
         .unwrap()
@@ -572,37 +584,23 @@ fn a_client_that_never_pays_is_refused_and_honest_clients_still_get_work() {
     assert_eq!(running["progress"]["done"], 0, "{running}");
     let placements = running["placements"].as_object().unwrap();
     assert!(
-        placements
-            .values()
-            .all(|p| p["refused"].as_u64() > Some(0) && p["tasks_done"] == 0),
+        !placements.is_empty()
+            && placements
+                .values()
+                .all(|p| p["refused"].as_u64() > Some(0) && p["tasks_done"] == 0),
         "{running}"
     );
-
-    // The honest client still gets work, exactly.
-    let (ok, last) = honest_w2(&procs[0], range, honest_samples);
-    assert_exact_w2(ok, &last, range, honest_samples);
 }
 
 #[test]
 fn a_client_claiming_more_bounty_than_the_ledger_shows_gets_no_work() {
     let community = Community::new();
-    let nodes = [
-        ("inflated", "client"),
-        ("honest", "client"),
-        ("compute-1", "compute"),
-        ("compute-2", "compute"),
-    ];
     // The community's grant is 1000; one client's config says 100000, so
     // its Hand claims about 100 times what every ledger gives it.
-    let procs = start_cluster_with(&community, &nodes, |i, _| {
+    let procs = two_clients_two_computes(&community, ["inflated", "honest"], |i| {
         let grant = if i == 0 { "100000" } else { "1000" };
-        format!("\n[market]\ngrant = \"{grant}\"\n")
+        format!("grant = \"{grant}\"\n")
     });
-    for client in &procs[..2] {
-        client
-            .wait_for_compute_peers(2, Duration::from_secs(10))
-            .expect("clients see both compute nodes");
-    }
     let refused = wait_for(Duration::from_secs(15), || {
         procs[2..]
             .iter()
@@ -612,22 +610,7 @@ fn a_client_claiming_more_bounty_than_the_ledger_shows_gets_no_work() {
         refused.is_some(),
         "compute nodes did not refuse the inflated claim"
     );
-
-    let control = procs[0].ports.control_addr().to_string();
-    let mut inflated_job = submit_command(&control)
-        .args(["--kernel", "w2-monte-carlo-pi", "--range", "0..20"])
-        .args(["--extra", "1000000"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let refusals = wait_for(Duration::from_secs(20), || {
-        procs[2..]
-            .iter()
-            .all(|n| n.status()["compute"]["tasks_refused"].as_u64() > Some(0))
-    });
-    let _ = inflated_job.kill();
-    let _ = inflated_job.wait();
-    assert!(refusals.is_some(), "its tasks were not refused");
+    assert_next_job_only_refused(&procs[0], &procs[2..]);
     for n in &procs[2..] {
         assert_eq!(
             n.status()["compute"]["tasks_done"],
@@ -636,16 +619,6 @@ fn a_client_claiming_more_bounty_than_the_ledger_shows_gets_no_work() {
             n.name
         );
     }
-    let jobs = procs[0].status()["jobs"]["list"].clone();
-    let job = jobs.as_array().and_then(|j| j.first()).cloned().unwrap();
-    let placements = job["placements"].as_object().unwrap();
-    assert!(
-        !placements.is_empty()
-            && placements
-                .values()
-                .all(|p| p["refused"].as_u64() > Some(0) && p["tasks_done"] == 0),
-        "{job}"
-    );
 
     // A client whose claim matches the ledger gets its work done, exactly.
     let (range, samples) = (20u64, 500_000u64);
@@ -923,12 +896,7 @@ fn a_client_killed_mid_job_lists_it_after_restart_and_resumes_it() {
     // are not run or paid for again: the nodes ran only the rest.
     let restored = events[0]["restored"].as_u64().unwrap_or_default();
     assert!((1..=range).contains(&restored), "{}", events[0]);
-    let ran: u64 = last["nodes"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|t| t["tasks_done"].as_u64().unwrap())
-        .sum();
+    let ran: u64 = tasks_done_by_nodes(&last);
     assert_eq!(ran, range - restored, "{last}");
     eprintln!("resumed: {restored} results kept, {ran} tasks run again");
 

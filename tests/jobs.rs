@@ -37,15 +37,6 @@ fn submit(client: &NodeProc, args: &[&str]) -> (i32, Vec<serde_json::Value>) {
     (out.status.code().unwrap_or(-1), json_events(&out.stdout))
 }
 
-fn tasks_done_by_nodes(ev: &serde_json::Value) -> u64 {
-    ev["nodes"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|t| t["tasks_done"].as_u64().unwrap())
-        .sum()
-}
-
 #[test]
 fn w1_and_w2_give_the_reference_results() {
     let c = cluster(2);

@@ -115,12 +115,7 @@ fn the_owner_returning_withdraws_tasks_which_run_elsewhere_and_the_node_comes_ba
         "{last}"
     );
     // Every task counted once, none failed against the retry budget.
-    let done: u64 = last["nodes"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|t| t["tasks_done"].as_u64().unwrap())
-        .sum();
+    let done: u64 = tasks_done_by_nodes(&last);
     assert_eq!(done, 200, "{last}");
     assert_eq!(last["progress"]["done"], 200);
     assert_eq!(

@@ -102,13 +102,27 @@ impl JobJournal {
             }
             return Vec::new();
         }
-        match std::fs::read(&to) {
-            Ok(data) => parse_results(&data, tasks, max_bytes),
+        let data = match std::fs::read(&to) {
+            Ok(data) => data,
             Err(e) => {
                 warn!(path = %to.display(), error = %e, "cannot read the results of a resumed job");
-                Vec::new()
+                return Vec::new();
+            }
+        };
+        let (results, whole) = parse_results(&data, tasks, max_bytes);
+        // A record cut short by the crash goes, so that what the resumed
+        // job appends is read back whole.
+        if whole < data.len() {
+            let cut = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&to)
+                .and_then(|f| f.set_len(whole as u64));
+            if let Err(e) = cut {
+                warn!(path = %to.display(), error = %e, "cannot cut a torn result record");
+                let _ = std::fs::remove_file(&to);
             }
         }
+        results
     }
 
     /// The request of unfinished job `job`, if the journal holds it.
@@ -179,8 +193,11 @@ impl ResultLog {
     }
 }
 
-/// The whole records of a results file (see the module doc).
-fn parse_results(mut data: &[u8], tasks: u64, max_bytes: u32) -> Vec<(u64, Bytes)> {
+/// The whole records of a results file (see the module doc), and how many
+/// bytes they take from the start.
+fn parse_results(data: &[u8], tasks: u64, max_bytes: u32) -> (Vec<(u64, Bytes)>, usize) {
+    let all = data.len();
+    let mut data = data;
     let mut by_task = std::collections::BTreeMap::new();
     while let (Some(task), Some(len)) = (data.get(..8), data.get(8..12)) {
         let task = u64::from_le_bytes(task.try_into().unwrap_or([0xff; 8]));
@@ -198,9 +215,9 @@ fn parse_results(mut data: &[u8], tasks: u64, max_bytes: u32) -> Vec<(u64, Bytes
         if task < tasks {
             by_task.insert(task, Bytes::copy_from_slice(body));
         }
-        data = &data[12 + len as usize..];
+        data = data.get(12 + len as usize..).unwrap_or_default();
     }
-    by_task.into_iter().collect()
+    (by_task.into_iter().collect(), all - data.len())
 }
 
 #[cfg(test)]
@@ -278,7 +295,7 @@ mod tests {
         data.extend_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(
             parse_results(&data, 10, 1024),
-            vec![(1, Bytes::from_static(b"ok"))]
+            (vec![(1, Bytes::from_static(b"ok"))], 14)
         );
     }
 }

@@ -433,6 +433,17 @@ pub fn submit_command(control: &str) -> Command {
     cmd
 }
 
+/// Tasks done on all nodes together, from a job event's per-node figures
+/// (the nodes' counts add up to the tasks when none counted twice).
+pub fn tasks_done_by_nodes(ev: &serde_json::Value) -> u64 {
+    ev["nodes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|t| t["tasks_done"].as_u64().unwrap())
+        .sum()
+}
+
 /// Every JSON event line of a `submit --json` run, in order.
 pub fn json_events(stdout: &[u8]) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(stdout)
