@@ -39,14 +39,6 @@ pub fn builtin() -> Registry {
         Ok(Arc::new(lppsp_executor_builtin::BuiltinExecutor::new()))
     });
     r.register_executor("wasm", |o| Ok(Arc::new(wasm_executor(o)?)));
-    // A test hook, not for real use: builtin kernels whose every result is
-    // wrong (docs/reliability.md), to show that `verify` catches a lying node.
-    r.register_executor(CORRUPT_FOR_TESTING, |o| {
-        no_options(o)?;
-        Ok(Arc::new(CorruptResults(
-            lppsp_executor_builtin::BuiltinExecutor::new(),
-        )))
-    });
     // The default: builtin kernels and user WASM modules side by side.
     r.register_executor("standard", |o| {
         let builtin: Arc<dyn Executor> = Arc::new(lppsp_executor_builtin::BuiltinExecutor::new());
@@ -88,39 +80,4 @@ fn wasm_executor(
         config.cache_modules = n.max(1);
     }
     lppsp_executor_wasm::WasmExecutor::with_config(config).map_err(|e| e.to_string())
-}
-
-/// The executor kind that returns wrong results, for tests only.
-pub const CORRUPT_FOR_TESTING: &str = "corrupt-for-testing";
-
-/// Builtin kernels with the first byte of every result flipped: a compute
-/// node that lies, for the `verify` tests.
-struct CorruptResults(lppsp_executor_builtin::BuiltinExecutor);
-
-impl Executor for CorruptResults {
-    fn name(&self) -> &str {
-        CORRUPT_FOR_TESTING
-    }
-    fn has_kernel(&self, kernel: &lppsp_core::wire::KernelName) -> bool {
-        self.0.has_kernel(kernel)
-    }
-    fn run(
-        &self,
-        spec: &lppsp_core::component::TaskSpec<'_>,
-        limits: &lppsp_core::component::TaskLimits,
-        cancel: &lppsp_core::component::CancelFlag,
-    ) -> Result<lppsp_core::component::TaskOutput, lppsp_core::component::TaskError> {
-        let mut out = self.0.run(spec, limits, cancel)?;
-        if let Some(first) = out.result.first_mut() {
-            *first ^= 0x01;
-        }
-        Ok(out)
-    }
-    fn reduce(
-        &self,
-        kernel: &lppsp_core::wire::KernelName,
-        results: &[&[u8]],
-    ) -> Result<Vec<u8>, lppsp_core::component::TaskError> {
-        self.0.reduce(kernel, results)
-    }
 }

@@ -751,10 +751,19 @@ fn verify_outvotes_a_node_returning_wrong_results() {
         ("compute-2", "compute"),
         ("liar", "compute"),
     ];
-    // The liar runs the test-only executor that flips a byte of every result.
+    // The liar loads a test fixture library: the builtin kernels with a
+    // byte of every result flipped.
+    let lying = build_plugins(&[(
+        "lppsp-plugin-fixture-lying-executor",
+        "lppsp_plugin_fixture_lying_executor",
+    )])
+    .join(lib_file("lppsp_plugin_fixture_lying_executor"));
     let procs = start_cluster_with(&community, &nodes, |i, _| {
         if i == 3 {
-            "\n[executor]\nkind = \"corrupt-for-testing\"\n".into()
+            format!(
+                "\n[executor]\nkind = \"plugin\"\npath = \"{}\"\n",
+                lying.display()
+            )
         } else {
             String::new()
         }

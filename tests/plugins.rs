@@ -41,73 +41,10 @@ const ALL: [(&str, &str); 5] = [
     NOT_A_PLUGIN,
 ];
 
-/// `target/<profile>`: this test binary is `target/<profile>/deps/plugins-<hash>`.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-fn lib_file(lib: &str) -> String {
-    format!(
-        "{}{lib}{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    )
-}
-
 /// Builds the plugin libraries once per test run; returns their folder.
 fn plugin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = profile_dir();
-        let profile = dir.file_name().unwrap().to_str().unwrap().to_string();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR")).arg("build");
-        match profile.as_str() {
-            "debug" => {}
-            "release" => {
-                cmd.arg("--release");
-            }
-            other => {
-                cmd.args(["--profile", other]);
-            }
-        }
-        for (package, _) in ALL {
-            cmd.args(["-p", package]);
-        }
-        // The nodes' target dir is this one: CARGO_TARGET_DIR, when set,
-        // is inherited; otherwise the workspace's own `target`.
-        let missing: Vec<&str> = ALL
-            .iter()
-            .filter(|(_, lib)| !dir.join(lib_file(lib)).exists())
-            .map(|(p, _)| *p)
-            .collect();
-        eprintln!(
-            "building the plugin libraries into {} ({}): {cmd:?}",
-            dir.display(),
-            if missing.is_empty() {
-                "all present; rebuilt if stale".to_string()
-            } else {
-                format!("missing: {}", missing.join(", "))
-            }
-        );
-        let out = cmd.output().expect("run cargo build");
-        assert!(
-            out.status.success(),
-            "cargo build of the plugins failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        for (package, lib) in ALL {
-            let f = dir.join(lib_file(lib));
-            assert!(
-                f.exists(),
-                "{package} built, but {} is missing",
-                f.display()
-            );
-        }
-        dir
-    })
+    DIR.get_or_init(|| build_plugins(&ALL))
 }
 
 fn plugin(which: (&str, &str)) -> PathBuf {

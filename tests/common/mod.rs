@@ -492,3 +492,74 @@ pub fn w2_hits_total(tasks: u64, samples: u64) -> u64 {
         .map(|i| lppsp_executor_builtin::w2_hits(i, samples))
         .sum()
 }
+
+/// `target/<profile>`: a test binary is `target/<profile>/deps/<test>-<hash>`.
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// The file name of dynamic library `lib` on this platform.
+pub fn lib_file(lib: &str) -> String {
+    format!(
+        "{}{lib}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// Builds the plugin libraries `plugins` (package, library name), which
+/// are cdylibs of this workspace that `cargo test` does not build for a
+/// test of another package, with this test's profile; returns their folder.
+/// A no-op when they are up to date, and it keeps a library from being
+/// stale after its source changed.
+pub fn build_plugins(plugins: &[(&str, &str)]) -> PathBuf {
+    let dir = profile_dir();
+    let profile = dir.file_name().unwrap().to_str().unwrap().to_string();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).arg("build");
+    match profile.as_str() {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    for (package, _) in plugins {
+        cmd.args(["-p", package]);
+    }
+    // The nodes' target dir is this one: CARGO_TARGET_DIR, when set,
+    // is inherited; otherwise the workspace's own `target`.
+    let missing: Vec<&str> = plugins
+        .iter()
+        .filter(|(_, lib)| !dir.join(lib_file(lib)).exists())
+        .map(|(p, _)| *p)
+        .collect();
+    eprintln!(
+        "building the plugin libraries into {} ({}): {cmd:?}",
+        dir.display(),
+        if missing.is_empty() {
+            "all present; rebuilt if stale".to_string()
+        } else {
+            format!("missing: {}", missing.join(", "))
+        }
+    );
+    let out = cmd.output().expect("run cargo build");
+    assert!(
+        out.status.success(),
+        "cargo build of the plugins failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (package, lib) in plugins {
+        let f = dir.join(lib_file(lib));
+        assert!(
+            f.exists(),
+            "{package} built, but {} is missing",
+            f.display()
+        );
+    }
+    dir
+}
