@@ -20,6 +20,7 @@ pub mod money;
 pub mod node_id;
 pub mod registry;
 pub mod sharing;
+pub mod splitmix;
 pub mod wire;
 
 pub use money::{Bounty, Price};

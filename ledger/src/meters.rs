@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use lppsp_core::job::TaskReport;
 use lppsp_core::money::{Bounty, Price};
 use lppsp_core::wire::JobId;
 use lppsp_core::NodeId;
@@ -28,6 +29,24 @@ pub struct TaskCharge {
     pub charge: Bounty,
     /// WASM fuel it used, where known.
     pub fuel: Option<u64>,
+}
+
+impl TaskCharge {
+    /// What `report` (a result of `job`'s task at `price`) will be charged
+    /// as, once the tracker has counted it and priced it (`charge` is zero
+    /// until then: `TaskCharge { charge, ..this }`).
+    #[must_use]
+    pub fn of_report(job: JobId, report: &TaskReport, price: Price, fuel: Option<u64>) -> Self {
+        Self {
+            job,
+            payee: report.node,
+            price,
+            power: report.power,
+            micros: report.micros,
+            charge: Bounty::ZERO,
+            fuel,
+        }
+    }
 }
 
 /// Metered charges ready for one receipt.

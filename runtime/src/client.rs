@@ -127,17 +127,12 @@ impl InputSpec {
                 if count.saturating_mul(*size) > MAX_JOB_BYTES {
                     return Err(format!("inputs exceed {MAX_JOB_BYTES} bytes"));
                 }
-                let mut state = *seed;
+                let mut words = lppsp_core::splitmix::SplitMix64::new(*seed);
                 Ok((0..*count)
                     .map(|_| {
                         let mut v = Vec::with_capacity(*size as usize);
                         while (v.len() as u64) < *size {
-                            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                            let mut z = state;
-                            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                            z ^= z >> 31;
-                            v.extend_from_slice(&z.to_le_bytes());
+                            v.extend_from_slice(&words.next_u64().to_le_bytes());
                         }
                         v.truncate(*size as usize);
                         Bytes::from(v)
@@ -526,22 +521,14 @@ impl Client {
                 else {
                     return;
                 };
-                let (worker, power, micros) = (report.node, report.power, report.micros);
+                let metered = TaskCharge::of_report(job, &report, price, fuel);
                 let kept = (j.results.is_some() && report.held_by.is_none() && report.ok)
                     .then(|| report.body.clone());
                 if let Some(charge) = j.tracker.on_result(now_ms, report, price) {
                     if let (Some(log), Some(body)) = (&mut j.results, kept) {
                         log.append(task, &body);
                     }
-                    self.metered.push(TaskCharge {
-                        job,
-                        payee: worker,
-                        price,
-                        power,
-                        micros,
-                        charge,
-                        fuel,
-                    });
+                    self.metered.push(TaskCharge { charge, ..metered });
                 }
             }
             Message::Integrated { job, ok } => {

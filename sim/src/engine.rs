@@ -30,6 +30,7 @@ use lppsp_core::job::{JobOutcome, JobSpec, JobTracker, TaskReport};
 use lppsp_core::market::{self, Committed, Market, MarketConfig, MarketOutput};
 use lppsp_core::money::{Bounty, Price};
 use lppsp_core::registry::Registry;
+use lppsp_core::splitmix::splitmix64;
 use lppsp_core::wire::{Arch, Endpoint, Frame, Hand, JobId, KernelName, Message};
 use lppsp_core::{NodeId, PROTOCOL_VERSION};
 use lppsp_ledger::{Meters, TaskCharge};
@@ -129,14 +130,7 @@ pub struct RunOptions {
 }
 
 fn node_id(index: usize) -> NodeId {
-    NodeId::from_bytes(splitmix(index as u64 + 1).to_be_bytes())
-}
-
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
+    NodeId::from_bytes(splitmix64(index as u64 + 1).to_be_bytes())
 }
 
 /// A uniform number in [0, 1).
@@ -602,7 +596,7 @@ impl<'a> Sim<'a> {
     /// Which side of the current partition a node is on.
     fn domain(&self, i: usize) -> usize {
         match self.partition {
-            Some(f) if (splitmix(i as u64 ^ 0x5157) >> 11) as f64 / (1u64 << 53) as f64 <= f => 1,
+            Some(f) if (splitmix64(i as u64 ^ 0x5157) >> 11) as f64 / (1u64 << 53) as f64 <= f => 1,
             _ => 0,
         }
     }
@@ -1297,17 +1291,9 @@ impl<'a> Sim<'a> {
                 else {
                     return Ok(());
                 };
-                let (worker, power, micros) = (report.node, report.power, report.micros);
+                let metered = TaskCharge::of_report(job, &report, price, None);
                 if let Some(charge) = j.tracker.on_result(now, report, price) {
-                    n.meters.add(TaskCharge {
-                        job,
-                        payee: worker,
-                        price,
-                        power,
-                        micros,
-                        charge,
-                        fuel: None,
-                    });
+                    n.meters.add(TaskCharge { charge, ..metered });
                 }
                 self.queue_schedule(to, self.sc.jobs.schedule_delay_ms);
             }

@@ -211,16 +211,12 @@ fn w1_expected(tasks: u64) -> u64 {
 /// makes (one SplitMix64 stream from the seed, 8 bytes LE per draw, each
 /// task's input cut to `size` bytes), generated word by word.
 fn w3_expected(count: u64, size: u64, seed: u64) -> u64 {
-    let mut state = seed;
+    let mut words = lppsp_core::splitmix::SplitMix64::new(seed);
     let mut total = 0u64;
     for _ in 0..count {
         let mut left = size;
         while left > 0 {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
+            let z = words.next_u64();
             let take = left.min(8) as usize;
             let sum: u64 = z.to_le_bytes()[..take].iter().map(|&b| u64::from(b)).sum();
             total = total.wrapping_add(sum);

@@ -52,6 +52,7 @@
 #![forbid(unsafe_code)]
 
 use lppsp_core::component::{PendingTask, PlacementRequest, Plan, Scheduler};
+use lppsp_core::splitmix::splitmix64;
 use lppsp_core::NodeId;
 use lppsp_scheduler_round_robin::suitability::{
     candidates, fill, pick_in_order, Candidate, Policy, SchedulerOptions,
@@ -88,18 +89,16 @@ pub fn rank<'a>(request: &PlacementRequest<'a>) -> Vec<Candidate<'a>> {
 }
 
 /// Where `node` stands in `client`'s order of equals: a fixed mix of the
-/// two ids (the splitmix64 finaliser). Every client ranks nodes of equal
+/// two ids ([`splitmix64`]). Every client ranks nodes of equal
 /// cost and queue differently, so that many clients placing at once spread
 /// over the pool instead of all choosing the same node; one client always
 /// ranks them the same way.
 #[must_use]
 pub fn spread(client: NodeId, node: NodeId) -> u64 {
-    let mut z = (u64::from_be_bytes(*client.as_bytes())
-        ^ u64::from_be_bytes(*node.as_bytes()).rotate_left(29))
-    .wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    splitmix64(
+        u64::from_be_bytes(*client.as_bytes())
+            ^ u64::from_be_bytes(*node.as_bytes()).rotate_left(29),
+    )
 }
 
 /// Best-ranked first.
