@@ -40,6 +40,8 @@ impl Scheduler for LeastLoaded {
             .collect();
         let mut plan = Plan::default();
         let mut budget = request.budget_left_micros;
+        // Reckoned once: it goes over every peer.
+        let work = request.work_per_task();
         let mut tasks = request.pending.iter();
         for task in tasks.by_ref() {
             let best =
@@ -66,7 +68,7 @@ impl Scheduler for LeastLoaded {
             let peer = &request.peers[*i];
             // The client commits `est_cost_micros` of the job's budget while
             // the task runs; a task that does not fit must wait.
-            let cost = request.task_cost(peer);
+            let cost = request.task_cost_with(peer, work);
             let Some(left) = budget.checked_sub(cost) else {
                 let reason = Unplaced::BudgetShort {
                     needed_micros: cost,

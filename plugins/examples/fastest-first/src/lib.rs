@@ -84,13 +84,14 @@ impl Scheduler for FastestFirst {
         if self.options.max_nodes > 0 {
             suitable.truncate(self.options.max_nodes);
         }
+        let work = request.work_per_task();
         let mut candidates: Vec<Candidate<'_>> = suitable
             .into_iter()
             .filter(|p| p.free_slots > 0)
             .map(|peer| Candidate {
                 peer,
                 room: peer.free_slots,
-                cost: request.task_cost(peer),
+                cost: request.task_cost_with(peer, work),
             })
             .collect();
 
