@@ -117,45 +117,16 @@ max_connections = 200
 fn honest_w2(client: &NodeProc, range: u64, samples: u64) -> (bool, serde_json::Value) {
     let control = client.ports.control_addr().to_string();
     let out = submit_command(&control)
-        .args([
-            "--kernel",
-            "w2-monte-carlo-pi",
-            "--range",
-            &format!("0..{range}"),
-            "--extra",
-            &samples.to_string(),
-        ])
+        .args(w2_args(range, samples))
         .output()
         .unwrap();
-    let last = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .next_back()
-        .unwrap_or_default();
-    (out.status.success(), last)
-}
-
-fn assert_exact_w2(ok: bool, last: &serde_json::Value, range: u64, samples: u64) {
-    assert!(ok, "honest job failed: {last}");
-    let hits: u64 = w2_hits_total(range, samples);
-    assert!(
-        last["result"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(&format!("{hits} hits")),
-        "{last}"
-    );
-    assert_eq!(last["progress"]["done"], range, "{last}");
+    (out.status.success(), last_event(&out.stdout))
 }
 
 #[test]
 fn bad_frames_slow_peers_and_floods_are_refused_while_honest_work_goes_on() {
     let community = Community::new();
-    let nodes = [
-        ("client", "client"),
-        ("compute-1", "compute"),
-        ("compute-2", "compute"),
-    ];
+    let nodes = client_and_computes(2);
     let procs = start_cluster_with(&community, &nodes, |_, _| TRANSPORT_OPTIONS.into());
     procs[0]
         .wait_for_compute_peers(2, Duration::from_secs(5))
@@ -303,12 +274,7 @@ fn paid_to(lines: &[String], payee: &str) -> std::collections::BTreeSet<String> 
 fn compute_nodes_killed_mid_job_lose_nothing_over_20_rounds() {
     const ROUNDS: usize = 20;
     let community = Community::new();
-    let nodes = [
-        ("client", "client"),
-        ("compute-1", "compute"),
-        ("compute-2", "compute"),
-        ("compute-3", "compute"),
-    ];
+    let nodes = client_and_computes(3);
     let mut procs = start_cluster(&community, &nodes);
     let see_all = |client: &NodeProc| {
         client
@@ -319,20 +285,10 @@ fn compute_nodes_killed_mid_job_lose_nothing_over_20_rounds() {
     let control = procs[0].ports.control_addr().to_string();
     let (range, samples) = (40u64, 2_000_000u64);
     let hits: u64 = w2_hits_total(range, samples);
-    let extra = samples.to_string();
-    let range_arg = format!("0..{range}");
     // A task sent just as its node dies can go unnoticed until the task
     // time-out places it again (docs/reliability.md): keep that bounded.
-    let args = [
-        "--kernel",
-        "w2-monte-carlo-pi",
-        "--range",
-        &range_arg,
-        "--extra",
-        &extra,
-        "--task-timeout",
-        "15",
-    ];
+    let mut args = w2_args(range, samples).to_vec();
+    args.extend(["--task-timeout".into(), "15".into()]);
     let mut kills = 0;
     for round in 0..ROUNDS {
         let victim = 1 + round % 3;
@@ -403,13 +359,7 @@ fn a_hundred_thousand_tasks_while_nodes_join_and_leave() {
     use std::io::{BufRead, BufReader};
     const TASKS: u64 = 100_000;
     let community = Community::new();
-    let nodes = [
-        ("client", "client"),
-        ("compute-1", "compute"),
-        ("compute-2", "compute"),
-        ("compute-3", "compute"),
-        ("compute-4", "compute"),
-    ];
+    let nodes = client_and_computes(4);
     let mut procs = start_cluster(&community, &nodes);
     // compute-4 joins mid-job: stopped before the job starts.
     procs[4].signal(SIGKILL);
@@ -777,15 +727,10 @@ fn verify_outvotes_a_node_returning_wrong_results() {
 
     // Without verification the liar's results spoil the job.
     let plain = submit_command(&control)
-        .args(["--kernel", "w2-monte-carlo-pi", "--range", "0..60"])
-        .args(["--extra", &samples.to_string()])
+        .args(w2_args(range, samples))
         .output()
         .unwrap();
-    let plain_last: serde_json::Value = String::from_utf8_lossy(&plain.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .next_back()
-        .unwrap_or_default();
+    let plain_last = last_event(&plain.stdout);
     let hits: u64 = w2_hits_total(range, samples);
     let liar_ran = plain_last["nodes"][&liar]["tasks_done"]
         .as_u64()
@@ -803,15 +748,10 @@ fn verify_outvotes_a_node_returning_wrong_results() {
     // With --verify 2 the result is exact and the liar is excluded.
     let out = submit_command(&control)
         .args(["--verify", "2"])
-        .args(["--kernel", "w2-monte-carlo-pi", "--range", "0..60"])
-        .args(["--extra", &samples.to_string()])
+        .args(w2_args(range, samples))
         .output()
         .unwrap();
-    let last: serde_json::Value = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .next_back()
-        .unwrap_or_default();
+    let last = last_event(&out.stdout);
     assert!(out.status.success(), "{last}\n{}", procs[0].log_text());
     assert!(
         last["result"]
@@ -844,11 +784,7 @@ fn unfinished_jobs(node: &NodeProc) -> Vec<String> {
 #[test]
 fn a_client_killed_mid_job_lists_it_after_restart_and_resumes_it() {
     let community = Community::new();
-    let nodes = [
-        ("client", "client"),
-        ("compute-1", "compute"),
-        ("compute-2", "compute"),
-    ];
+    let nodes = client_and_computes(2);
     let mut procs = start_cluster(&community, &nodes);
     let see_both = |client: &NodeProc| {
         client
@@ -858,16 +794,7 @@ fn a_client_killed_mid_job_lists_it_after_restart_and_resumes_it() {
     assert!(see_both(&procs[0]));
     let control = procs[0].ports.control_addr().to_string();
     let (range, samples) = (150u64, 2_000_000u64);
-    let extra = samples.to_string();
-    let range_arg = format!("0..{range}");
-    let args = [
-        "--kernel",
-        "w2-monte-carlo-pi",
-        "--range",
-        &range_arg,
-        "--extra",
-        &extra,
-    ];
+    let args = w2_args(range, samples);
     let (killed, status, last) = submit_acting_at(&control, &args, 60, || procs[0].signal(SIGKILL));
     assert!(killed, "the job ended before the kill: {last}");
     assert!(

@@ -12,11 +12,7 @@ use common::*;
 /// A client whose scheduler sends results to `compute-2`, and two compute nodes.
 fn cluster() -> (Community, Vec<NodeProc>, String) {
     let community = Community::new();
-    let nodes = [
-        ("client", "client"),
-        ("compute-1", "compute"),
-        ("compute-2", "compute"),
-    ];
+    let nodes = client_and_computes(2);
     let procs = start_cluster_with(&community, &nodes, |i, ids| {
         if i == 0 {
             format!(
@@ -80,15 +76,7 @@ fn when_the_integrator_dies_the_client_integrates_and_loses_nothing() {
     let (_community, mut procs, _integrator) = cluster();
     let control = procs[0].ports.control_addr().to_string();
     let samples = 3_000_000u64;
-    let extra = samples.to_string();
-    let args = [
-        "--kernel",
-        "w2-monte-carlo-pi",
-        "--range",
-        "0..200",
-        "--extra",
-        &extra,
-    ];
+    let args = w2_args(200, samples);
     let (killed, status, last) = submit_acting_at(&control, &args, 30, || procs[2].signal(SIGKILL));
     assert!(killed, "the job ended before the kill");
     assert!(status.success(), "{last}\n{}", procs[0].log_text());

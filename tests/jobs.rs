@@ -143,15 +143,7 @@ fn a_compute_node_killed_mid_job_loses_nothing_and_counts_nothing_twice() {
     let mut c = cluster(2);
     let control = c.client.ports.control_addr().to_string();
     let samples = 4_000_000u64;
-    let extra = samples.to_string();
-    let args = [
-        "--kernel",
-        "w2-monte-carlo-pi",
-        "--range",
-        "0..200",
-        "--extra",
-        &extra,
-    ];
+    let args = w2_args(200, samples);
     let (killed, status, last) =
         submit_acting_at(&control, &args, 20, || c.computes[0].signal(SIGKILL));
     assert!(killed, "the job ended before the kill");

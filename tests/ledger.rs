@@ -19,11 +19,7 @@ fn units(v: &serde_json::Value) -> f64 {
 #[test]
 fn receipts_spread_balances_agree_and_survive_sigkill() {
     let community = Community::new();
-    let nodes = [
-        ("client", "client"),
-        ("compute-1", "compute"),
-        ("compute-2", "compute"),
-    ];
+    let nodes = client_and_computes(2);
     let mut procs = start_cluster_with(&community, &nodes, |_, _| String::new());
     wait_for(Duration::from_secs(5), || {
         procs

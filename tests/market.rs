@@ -19,11 +19,7 @@ fn market(node: &NodeProc) -> serde_json::Value {
 #[test]
 fn load_raises_the_price_and_every_node_commits_the_same_one() {
     let community = Community::new();
-    let nodes = [
-        ("client", "client"),
-        ("compute-1", "compute"),
-        ("compute-2", "compute"),
-    ];
+    let nodes = client_and_computes(2);
     let procs = start_cluster_with(&community, &nodes, |_, _| FAST_FSM.to_string());
     wait_for(Duration::from_secs(5), || {
         procs

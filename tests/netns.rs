@@ -231,26 +231,11 @@ fn price_in(ns: &str) -> Option<String> {
 fn w2_in(ns: &str, range: u64, samples: u64) -> (bool, serde_json::Value) {
     let out = Command::new("ip")
         .args(["netns", "exec", ns, bin(), "submit", "--json"])
-        .args([
-            "--control",
-            "127.0.0.1:47102",
-            "--kernel",
-            "w2-monte-carlo-pi",
-        ])
-        .args([
-            "--range",
-            &format!("0..{range}"),
-            "--extra",
-            &samples.to_string(),
-        ])
+        .args(["--control", "127.0.0.1:47102"])
+        .args(w2_args(range, samples))
         .output()
         .unwrap();
-    let last = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .next_back()
-        .unwrap_or_default();
-    (out.status.success(), last)
+    (out.status.success(), last_event(&out.stdout))
 }
 
 #[test]
@@ -309,16 +294,8 @@ fn loss_and_a_healed_partition_between_namespaces() {
         nft(h, "  iifname != \"lo\" numgen random mod 10 0 drop").unwrap();
     }
     let (range, samples) = (100u64, 2_000_000u64);
-    let hits: u64 = w2_hits_total(range, samples);
     let (ok, last) = w2_in(&hosts[0], range, samples);
-    assert!(ok, "job under 10% loss: {last}");
-    assert!(
-        last["result"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(&format!("{hits} hits")),
-        "{last}"
-    );
+    assert_exact_w2(ok, &last, range, samples);
     assert!(all_see_all(10).is_some(), "discovery under 10% loss");
     eprintln!("10% loss: job exact, discovery holds");
 

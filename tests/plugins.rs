@@ -215,10 +215,8 @@ fn a_panicking_plugin_call_fails_that_call_and_the_node_keeps_running() {
         .args(["--kernel", "sha256", "--input", "abc"])
         .output()
         .unwrap();
-    let last: serde_json::Value = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .next_back()
+    let last = json_events(&out.stdout)
+        .pop()
         .expect("submit printed events");
     assert!(out.status.success(), "{last}\n{}", client.log_text());
     assert_eq!(last["event"], "done");

@@ -55,16 +55,8 @@ fn the_owner_returning_withdraws_tasks_which_run_elsewhere_and_the_node_comes_ba
     // Long enough (a few seconds) that the owner, who comes back after
     // 20 tasks, finds tasks on the node at its next sharing check (1 s).
     let samples = 12_000_000u64;
-    let extra = samples.to_string();
     let reference = std::thread::spawn(move || w2_hits_total(200, samples));
-    let args = [
-        "--kernel",
-        "w2-monte-carlo-pi",
-        "--range",
-        "0..200",
-        "--extra",
-        &extra,
-    ];
+    let args = w2_args(200, samples);
     let mut reason = String::new();
     let mut seen_unavailable_by_client = false;
     let (acted, status, last) = submit_acting_at(&control, &args, 20, || {

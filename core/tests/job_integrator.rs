@@ -1,34 +1,19 @@
 //! The job tracker when results go to an integrator the scheduler named.
 
 use bytes::Bytes;
-use lppsp_core::component::{Constraints, Placement, Plan};
-use lppsp_core::job::{JobCommand, JobOutcome, JobSpec, JobTracker, TaskReport};
+use lppsp_core::component::{Placement, Plan};
+use lppsp_core::job::{JobCommand, JobOutcome, JobTracker, TaskReport};
 use lppsp_core::money::{Bounty, Price};
-use lppsp_core::wire::{JobId, KernelName};
-use lppsp_core::NodeId;
 
-fn id(n: u8) -> NodeId {
-    NodeId::from_bytes([0, 0, 0, 0, 0, 0, 0, n])
-}
-const CLIENT: u8 = 0xC0;
+mod common;
+use common::{id, CLIENT};
+
 const WORKER: u8 = 1;
 const INTEGRATOR: u8 = 2;
 
+/// A job of `tasks` W1 inputs, each run once.
 fn tracker(tasks: u64) -> JobTracker {
-    JobTracker::new(JobSpec {
-        id: JobId(7),
-        client: id(CLIENT),
-        kernel: KernelName::new("w1-sum-squares").unwrap(),
-        inputs: (0..tasks)
-            .map(|i| Bytes::from(i.to_le_bytes().to_vec()))
-            .collect(),
-        budget: Bounty::from_units(1_000_000).unwrap(),
-        constraints: Constraints::default(),
-        max_attempts: 3,
-        task_timeout_ms: 1000,
-        est_task_micros: 1000,
-        verify: 1,
-    })
+    common::tracker(tasks, 1)
 }
 
 fn plan(tasks: &[u64], result_to: u8) -> Plan {

@@ -3,33 +3,13 @@
 //! disagrees is counted and excluded from the job.
 
 use bytes::Bytes;
-use lppsp_core::component::{Constraints, Placement, Plan};
-use lppsp_core::job::{JobCommand, JobOutcome, JobSpec, JobTracker, TaskReport};
+use lppsp_core::component::{Placement, Plan};
+use lppsp_core::job::{JobCommand, JobOutcome, JobTracker, TaskReport};
 use lppsp_core::money::{Bounty, Price};
-use lppsp_core::wire::{JobId, KernelName};
 use lppsp_core::NodeId;
 
-fn id(n: u8) -> NodeId {
-    NodeId::from_bytes([0, 0, 0, 0, 0, 0, 0, n])
-}
-const CLIENT: u8 = 0xC0;
-
-fn tracker(inputs: u64, verify: u32) -> JobTracker {
-    JobTracker::new(JobSpec {
-        id: JobId(9),
-        client: id(CLIENT),
-        kernel: KernelName::new("w1-sum-squares").unwrap(),
-        inputs: (0..inputs)
-            .map(|i| Bytes::from(i.to_le_bytes().to_vec()))
-            .collect(),
-        budget: Bounty::from_units(1_000_000).unwrap(),
-        constraints: Constraints::default(),
-        max_attempts: 3,
-        task_timeout_ms: 1000,
-        est_task_micros: 1000,
-        verify,
-    })
-}
+mod common;
+use common::{id, tracker, CLIENT};
 
 fn plan(placements: &[(u64, u8)]) -> Plan {
     Plan {

@@ -43,6 +43,16 @@ pub fn free_port() -> u16 {
     panic!("no free port in {LOW}..{}", LOW + SPAN);
 }
 
+/// The (name, role) list of a client named `client` and compute nodes
+/// `compute-1` to `compute-N` (N at most 4), for [`start_cluster`].
+pub fn client_and_computes(computes: usize) -> Vec<(&'static str, &'static str)> {
+    const COMPUTES: [&str; 4] = ["compute-1", "compute-2", "compute-3", "compute-4"];
+    assert!(computes <= COMPUTES.len(), "at most 4 compute nodes");
+    std::iter::once(("client", "client"))
+        .chain(COMPUTES.iter().take(computes).map(|c| (*c, "compute")))
+        .collect()
+}
+
 /// A free TCP port on 127.0.0.1 ([`free_port`]).
 pub fn free_tcp_port() -> u16 {
     free_port()
@@ -455,15 +465,14 @@ pub fn json_events(stdout: &[u8]) -> Vec<serde_json::Value> {
 /// Runs `lppsp submit --json --control CONTROL ARGS...`, following its
 /// events; once a progress event reports `done_at` tasks done, `act` runs
 /// (once). Returns whether it ran, the exit status and the last event.
-pub fn submit_acting_at(
+pub fn submit_acting_at<S: AsRef<std::ffi::OsStr>>(
     control: &str,
-    args: &[&str],
+    args: &[S],
     done_at: u64,
     mut act: impl FnMut(),
 ) -> (bool, std::process::ExitStatus, serde_json::Value) {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(bin())
-        .args(["submit", "--json", "--control", control])
+    let mut child = submit_command(control)
         .args(args)
         .stdout(Stdio::piped())
         .spawn()
@@ -483,6 +492,38 @@ pub fn submit_acting_at(
         last = ev;
     }
     (acted, child.wait().unwrap(), last)
+}
+
+/// The `submit` arguments of a W2 job (Monte Carlo pi): tasks `0..tasks`
+/// of `samples` samples each.
+pub fn w2_args(tasks: u64, samples: u64) -> [String; 6] {
+    [
+        "--kernel".into(),
+        "w2-monte-carlo-pi".into(),
+        "--range".into(),
+        format!("0..{tasks}"),
+        "--extra".into(),
+        samples.to_string(),
+    ]
+}
+
+/// The last JSON event of a `submit --json` run (null when none).
+pub fn last_event(stdout: &[u8]) -> serde_json::Value {
+    json_events(stdout).pop().unwrap_or_default()
+}
+
+/// A W2 job of `tasks` x `samples` succeeded with the exact hit count.
+pub fn assert_exact_w2(ok: bool, last: &serde_json::Value, tasks: u64, samples: u64) {
+    assert!(ok, "W2 job failed: {last}");
+    let hits = w2_hits_total(tasks, samples);
+    assert!(
+        last["result"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("{hits} hits")),
+        "{last}"
+    );
+    assert_eq!(last["progress"]["done"], tasks, "{last}");
 }
 
 /// W2's total hit count over tasks `0..tasks` of `samples` each, as the
