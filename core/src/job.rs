@@ -163,8 +163,9 @@ impl TaskReport {
     /// Reads the `Result/job/task/status` frame `frame` from `sender`. The
     /// worker is the node named by `Worker` when an integrator holds the
     /// result (the frame then comes from the integrator), else the sender.
-    /// The power paid is the frame's `Power`, at most `promised(worker)`:
-    /// what that node promised in its Hand. Returns the report and the fuel
+    /// The power is the frame's `Power` as claimed (`promised(worker)`, what
+    /// the node promised in its Hand, when absent); the tracker pays at most
+    /// the promise made at placement. Returns the report and the fuel
     /// the task used (`Fuel`), or None when `Worker` is not a node id.
     pub fn from_result_frame(
         sender: NodeId,
@@ -179,8 +180,9 @@ impl TaskReport {
         };
         let number = |name: &str| frame.headers.get(name).and_then(|v| v.parse::<u64>().ok());
         let micros = number("Elapsed-Us").unwrap_or(0);
-        let promised = promised(&node);
-        let power = number("Power").unwrap_or(promised).min(promised);
+        // The claim as made: the tracker caps it at the promise the node
+        // made when the task was placed, and counts a claim above it.
+        let power = number("Power").unwrap_or_else(|| promised(&node));
         let fuel = number("Fuel");
         let body = frame.body.map(|b| b.to_bytes()).unwrap_or_default();
         let report = TaskReport {
