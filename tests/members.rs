@@ -235,7 +235,23 @@ fn w1_args(tasks: u64, budget: &str) -> Vec<String> {
     .collect()
 }
 
-/// The sum of i^2 for i in 0..n, W1's exact result.
+/// A W1 job of `tasks` tasks succeeded with the exact result.
+fn assert_exact_w1(ok: bool, last: &serde_json::Value, tasks: u64) {
+    assert!(ok, "{last}");
+    let want = w1_sum(tasks).to_string();
+    assert!(
+        last["result"].as_str().unwrap_or_default().contains(&want),
+        "{last}"
+    );
+}
+
+/// An honest W1 job of `tasks` tasks on `client` gives the exact result.
+fn honest_w1_job(client: &NodeProc, tasks: u64) {
+    let (ok, last) = finish(submit(client, &w1_args(tasks, "1000")));
+    assert_exact_w1(ok, &last, tasks);
+}
+
+/// W1's exact result over tasks 0..n.
 fn w1_sum(n: u64) -> u64 {
     (0..n)
         .map(lppsp_executor_builtin::w1_value)
@@ -272,14 +288,7 @@ fn a_member_claiming_any_run_time_power_and_price_is_paid_only_what_the_client_s
         }
     };
     let wall = started.elapsed();
-    assert!(ok, "the honest job failed: {last}");
-    assert!(
-        last["result"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(&w1_sum(TASKS).to_string()),
-        "{last}"
-    );
+    assert_exact_w1(ok, &last, TASKS);
     let st = answers_within_a_second(client);
     answers_within_a_second(honest);
     assert!(
@@ -365,14 +374,7 @@ fn a_result_for_a_task_never_placed_on_a_member_is_refused() {
             break finish(job);
         }
     };
-    assert!(ok, "{last}");
-    assert!(
-        last["result"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(&w1_sum(TASKS).to_string()),
-        "{last}"
-    );
+    assert_exact_w1(ok, &last, TASKS);
     let by_node = &last["nodes"];
     let rogue_done = by_node[rogue.id.to_string()]["tasks_done"]
         .as_u64()
@@ -428,15 +430,7 @@ fn an_integrate_for_every_task_there_could_be_does_not_stall_the_node() {
     answers_within_a_second(victim);
     assert!(refusals(victim, "integrate_incomplete") >= 1);
     // Honest work beside it.
-    let (ok, last) = finish(submit(client, &w1_args(50, "1000")));
-    assert!(ok, "{last}");
-    assert!(
-        last["result"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(&w1_sum(50).to_string()),
-        "{last}"
-    );
+    honest_w1_job(client, 50);
     ledgers_agree(&[client, victim]);
 }
 
@@ -494,15 +488,7 @@ fn a_member_flooding_a_node_with_tasks_gets_only_its_share() {
         st["compute"]
     );
     // The honest client gets the other slot while the flooder holds its own.
-    let (ok, last) = finish(submit(client, &w1_args(50, "1000")));
-    assert!(ok, "{last}");
-    assert!(
-        last["result"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(&w1_sum(50).to_string()),
-        "{last}"
-    );
+    honest_w1_job(client, 50);
     drop(conn);
     ledgers_agree(&[client, victim]);
 }

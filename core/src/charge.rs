@@ -277,26 +277,15 @@ mod tests {
         );
         assert_eq!((g.power, g.micros), (100, 5_000));
         assert!(g.cuts.power && g.cuts.time);
-        let g = grant(
-            &terms,
-            100,
-            1_000_000_000,
-            1_000_000_000,
-            None,
-            Bounty::from_units(1000).unwrap(),
-        );
+        // A day claimed and seen: cut to the tolerance, then to the budget.
+        let long_claim =
+            |available| grant(&terms, 100, 86_400_000_000, 86_400_000_000, None, available);
+        let g = long_claim(Bounty::from_units(1000).unwrap());
         assert_eq!(g.charge, terms.reserved);
         assert_eq!(g.micros, 10_000);
         assert!(g.cuts.tolerance);
         // 100 MFLOPS at price 1 cost 100 micro-units a microsecond.
-        let g = grant(
-            &terms,
-            100,
-            1_000_000_000,
-            1_000_000_000,
-            None,
-            Bounty::from_micros(250),
-        );
+        let g = long_claim(Bounty::from_micros(250));
         assert_eq!((g.micros, g.charge), (2, Bounty::from_micros(200)));
         assert_eq!(money::charge(g.price, g.power, g.micros).unwrap(), g.charge);
         assert!(g.cuts.budget);

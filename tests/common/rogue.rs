@@ -146,16 +146,7 @@ impl Rogue {
 
     /// Announces itself to `to` as a client with `bounty` left.
     pub fn announce_client(&self, to: &[u16], bounty: Bounty) {
-        let hand = Hand {
-            addr: Endpoint(self.tls_addr),
-            power: 0,
-            arch: Arch::new(std::env::consts::ARCH).unwrap(),
-            is_client: true,
-            remaining_bounty: Some(bounty),
-        };
-        let price = Price::from_units(1).unwrap();
-        self.beacon(to, price, Message::Hand(hand), Some((0, (0, None))), None);
-        self.beacon(to, price, Message::Idle { idle: false }, None, Some(0));
+        self.beacons.announce(to, 0, 0, Some(bounty));
     }
 
     /// Waits up to `within` for a node to connect to the rogue.
@@ -239,21 +230,25 @@ impl Beacons {
     }
 
     fn announce_compute(&self, to: &[u16], power: u64, slots: u32) {
+        self.announce(to, power, slots, None);
+    }
+
+    /// A Hand and an Idle at the initial price and epoch: an idle compute
+    /// node promising `power` on `slots`, or, with `bounty`, a client.
+    fn announce(&self, to: &[u16], power: u64, slots: u32, bounty: Option<Bounty>) {
         let hand = Hand {
             addr: Endpoint(self.tls_addr),
             power,
             arch: Arch::new(std::env::consts::ARCH).unwrap(),
-            is_client: false,
-            remaining_bounty: None,
+            is_client: bounty.is_some(),
+            remaining_bounty: bounty,
         };
         let price = Price::from_units(1).unwrap();
-        self.send(
-            to,
-            price,
-            Message::Hand(hand),
-            Some((slots, (0, None))),
-            None,
-        );
-        self.send(to, price, Message::Idle { idle: true }, None, Some(0));
+        let idle = Message::Idle {
+            idle: bounty.is_none(),
+        };
+        let hand_headers = Some((slots, (0, None)));
+        self.send(to, price, Message::Hand(hand), hand_headers, None);
+        self.send(to, price, idle, None, Some(0));
     }
 }
