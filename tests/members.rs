@@ -276,7 +276,7 @@ fn a_member_claiming_any_run_time_power_and_price_is_paid_only_what_the_client_s
     let forged: Vec<Frame> = placed.iter().map(forge).collect();
     rogue.send(&mut conn, &forged);
     // Tasks placed later are answered the same way until the job ends.
-    let (ok, last) = loop {
+    loop {
         if let Some(frame) = rogue.recv(&mut conn, Duration::from_millis(200)) {
             if let Some(p) = accept_task(&rogue, &mut conn, frame) {
                 rogue.send(&mut conn, &[forge(&p)]);
@@ -284,9 +284,10 @@ fn a_member_claiming_any_run_time_power_and_price_is_paid_only_what_the_client_s
             continue;
         }
         if client.status()["jobs"]["active"] == 0 {
-            break finish(job);
+            break;
         }
-    };
+    }
+    let (ok, last) = finish(job);
     let wall = started.elapsed();
     assert_exact_w1(ok, &last, TASKS);
     let st = answers_within_a_second(client);
@@ -362,7 +363,7 @@ fn a_result_for_a_task_never_placed_on_a_member_is_refused() {
     let answers: Vec<Frame> = placed.iter().map(honest_answer).collect();
     rogue.send(&mut conn, &answers);
     let mut given = mine;
-    let (ok, last) = loop {
+    loop {
         if let Some(frame) = rogue.recv(&mut conn, Duration::from_millis(200)) {
             if let Some(p) = accept_task(&rogue, &mut conn, frame) {
                 given.insert(p.task);
@@ -371,9 +372,10 @@ fn a_result_for_a_task_never_placed_on_a_member_is_refused() {
             continue;
         }
         if client.status()["jobs"]["active"] == 0 {
-            break finish(job);
+            break;
         }
-    };
+    }
+    let (ok, last) = finish(job);
     assert_exact_w1(ok, &last, TASKS);
     let by_node = &last["nodes"];
     let rogue_done = by_node[rogue.id.to_string()]["tasks_done"]

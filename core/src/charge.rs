@@ -15,9 +15,9 @@
 //!   task on the node, per slot ([`SlotClocks`]): tasks pipelined onto a
 //!   node with S slots are granted at most S x the wall time between their
 //!   dispatch and their results, however long each claims it ran;
-//! - **tolerance**: the charge is at most the larger of the placement's
-//!   reservation (`RESERVE_PERCENT` of the scheduler's estimate) and
-//!   `RESERVE_PERCENT` of the job's reference work per task (the median
+//! - **tolerance**: the placement reserves the scheduler's estimate of its
+//!   cost; the charge is at most `RESERVE_PERCENT` of the larger of that
+//!   reservation and the job's reference work per task (the lower median
 //!   over the nodes that ran its tasks of each node's mean granted work,
 //!   this result's node included), at the placement's price;
 //! - **budget**: the charge never takes the job's spend past its budget,
@@ -32,10 +32,11 @@ use std::collections::BTreeMap;
 use crate::money::{self, Bounty, Price};
 use crate::node_id::NodeId;
 
-/// A placement reserves this percentage of the scheduler's estimated cost,
-/// and a result may be paid up to this percentage of the job's reference
-/// work: tasks of one job vary in length, so an honest node whose task ran
-/// up to twice the estimate is still paid in full.
+/// A result may be paid up to this percentage of its placement's
+/// reservation (the scheduler's estimate) or of the job's reference work,
+/// from budget no other task has reserved: tasks of one job vary in
+/// length, so an honest node whose task ran up to twice the estimate is
+/// still paid in full.
 pub const RESERVE_PERCENT: u64 = 200;
 
 /// Slot clocks kept per node, at most: a node claiming more slots in its
@@ -149,14 +150,6 @@ pub fn with_tolerance(amount: Bounty) -> Bounty {
     Bounty::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
 }
 
-/// `amount` scaled back from a reservation to an estimate (the inverse of
-/// [`with_tolerance`], rounding down).
-#[must_use]
-pub fn without_tolerance(amount: Bounty) -> Bounty {
-    let micros = u128::from(amount.micros()) * 100 / u128::from(RESERVE_PERCENT);
-    Bounty::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
-}
-
 /// The lower median of `values` (empty: `None`).
 #[must_use]
 pub fn lower_median(mut values: Vec<u64>) -> Option<u64> {
@@ -192,7 +185,7 @@ pub fn grant(
         .and_then(|w| money::charge(terms.price, 1, w).ok())
         .map(with_tolerance)
         .unwrap_or(Bounty::ZERO);
-    let allowed = terms.reserved.max(by_reference);
+    let allowed = with_tolerance(terms.reserved).max(by_reference);
     let mut cap = metered;
     if cap > allowed {
         cap = allowed;
@@ -281,8 +274,8 @@ mod tests {
         let long_claim =
             |available| grant(&terms, 100, 86_400_000_000, 86_400_000_000, None, available);
         let g = long_claim(Bounty::from_units(1000).unwrap());
-        assert_eq!(g.charge, terms.reserved);
-        assert_eq!(g.micros, 10_000);
+        assert_eq!(g.charge, with_tolerance(terms.reserved));
+        assert_eq!(g.micros, 20_000);
         assert!(g.cuts.tolerance);
         // 100 MFLOPS at price 1 cost 100 micro-units a microsecond.
         let g = long_claim(Bounty::from_micros(250));

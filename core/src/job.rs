@@ -475,12 +475,9 @@ impl JobTracker {
         self.pending.len() as u64
     }
 
-    /// What the scheduler may still place, in estimated cost: the budget
-    /// not yet spent nor reserved by tasks in flight, less the tolerance
-    /// every placement reserves on top of its estimate
-    /// ([`charge::RESERVE_PERCENT`]).
+    /// Budget not yet spent nor reserved by tasks in flight.
     pub fn budget_left(&self) -> Bounty {
-        charge::without_tolerance(self.unreserved())
+        self.unreserved()
     }
 
     /// Budget neither spent nor reserved.
@@ -567,7 +564,7 @@ impl JobTracker {
                 }
                 continue;
             }
-            let reserved = charge::with_tolerance(p.est_cost);
+            let reserved = p.est_cost;
             let unreserved = self.unreserved();
             let Some(task) = self.tasks.get_mut(p.task as usize) else {
                 continue;

@@ -257,10 +257,9 @@ impl Client {
         net_tx: mpsc::Sender<NetEvent>,
         seed: u64,
         down_ms: u64,
-        refusals: MemberRefusals,
     ) -> Self {
         Self {
-            refusals,
+            refusals: MemberRefusals::default(),
             me,
             jobs: BTreeMap::new(),
             links: Links::new(transport, net_tx),
@@ -275,6 +274,11 @@ impl Client {
             finished: VecDeque::new(),
             journal: None,
         }
+    }
+
+    /// Counts refused results and cut claims in the node's `refusals`.
+    pub fn set_refusals(&mut self, refusals: MemberRefusals) {
+        self.refusals = refusals;
     }
 
     pub fn active_jobs(&self) -> usize {

@@ -237,8 +237,8 @@ async fn run_inner(
         net_tx,
         wall_ms(),
         expiry_ms,
-        refusals.clone(),
     );
+    client.set_refusals(refusals.clone());
     if cfg.node.role.submits() {
         let journal = crate::journal::JobJournal::open(&cfg.node.data_dir)
             .map_err(|e| NodeError::Startup(format!("job journal in node.data_dir: {e}")))?;
