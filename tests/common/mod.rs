@@ -2,6 +2,7 @@
 //! real `lppsp node` processes on loopback.
 #![allow(dead_code)]
 
+pub mod rogue;
 pub mod rogue_beacon;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
