@@ -199,6 +199,20 @@ fn a_member_cannot_freeze_or_set_the_price() {
         attacked.log_text()
     );
     assert_answers_at_once(attacked);
+    // Also in /metrics, per reason, once the dashboard has taken a fresh
+    // status.
+    let lines: Vec<String> = reasons
+        .iter()
+        .map(|r| format!("lppsp_member_refusals_total{{reason=\"{r}\"}}"))
+        .collect();
+    let mut metrics = String::new();
+    let exported = wait_for(Duration::from_secs(30), || {
+        metrics = http_get(attacked.ports.dashboard_addr(), "/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        lines.iter().all(|l| metrics.contains(l.as_str()))
+    });
+    assert!(exported.is_some(), "{lines:?} missing:\n{metrics}");
     // Logged once per (peer, reason), with the peer's id.
     let log = attacked.log_text();
     assert!(log.contains(&rogue.id.to_string()), "{log}");
