@@ -649,6 +649,12 @@ impl Market {
         if !r.voted_yes || !r.proposer_committed || key.0 <= self.committed.epoch {
             return;
         }
+        // Every live member but us and the proposer must endorse it, so
+        // fewer endorsements than that cannot be enough: skip the scan
+        // (endorsements come one at a time).
+        if r.endorsed.len().saturating_add(2) < live.len() {
+            return;
+        }
         let (epoch, proposer) = key;
         let me = self.cfg.me;
         if !live
@@ -743,7 +749,7 @@ impl Market {
     /// it has run too long. Also forgets rounds nobody repeats, and opens a
     /// reconciliation round when members have held other states too long.
     pub fn handle_timeout(&mut self, now_ms: u64, live: &[NodeId]) {
-        self.claims.retain(|id, _| live.contains(id));
+        self.forget_departed(live);
         if let Some(b) = self.backed {
             let stale = now_ms.saturating_sub(b.seen_ms) >= self.cfg.round_timeout_ms;
             if b.proposer != self.cfg.me && stale {
@@ -793,6 +799,21 @@ impl Market {
                 proposer: self.cfg.me,
             };
             self.outputs.push(MarketOutput::Broadcast(message));
+        }
+    }
+
+    /// Drops the claims of members no longer in `live`. The node and the
+    /// simulator pass `live` in id order (the book's), which makes this a
+    /// binary search per claim with no allocation.
+    fn forget_departed(&mut self, live: &[NodeId]) {
+        if self.claims.is_empty() {
+            return;
+        }
+        if live.windows(2).all(|w| w[0] < w[1]) {
+            self.claims.retain(|id, _| live.binary_search(id).is_ok());
+        } else {
+            let members: BTreeSet<&NodeId> = live.iter().collect();
+            self.claims.retain(|id, _| members.contains(id));
         }
     }
 
