@@ -10,7 +10,8 @@ use common::*;
 
 /// A short observation window and a low threshold, so that a test job
 /// is "load" and the FSM acts within seconds.
-const FAST_FSM: &str = "\n[balancer]\nkind = \"fsm\"\n\n[balancer.options]\nthreshold_milli = 1000\nwindow_ms = 1500\n";
+/// The members agree to a move every second (the FSM's window is longer).
+const FAST_FSM: &str = "\n[market]\nmin_move_interval_ms = 1000\n\n[balancer]\nkind = \"fsm\"\n\n[balancer.options]\nthreshold_milli = 1000\nwindow_ms = 1500\n";
 
 fn market(node: &NodeProc) -> serde_json::Value {
     node.status()["market"].clone()

@@ -13,6 +13,9 @@ use common::*;
 /// The observer's balancer options: fast sampling and probing, so that a
 /// test-sized load gives it enough to act on within seconds.
 const OBSERVER: &str = r#"
+[market]
+min_move_interval_ms = 1000
+
 [balancer]
 kind = "ml"
 
@@ -23,7 +26,7 @@ min_interval_ms = 1500
 explore = true
 "#;
 
-const MEMBER: &str = "\n[balancer]\nkind = \"ml\"\n";
+const MEMBER: &str = "\n[market]\nmin_move_interval_ms = 1000\n\n[balancer]\nkind = \"ml\"\n";
 
 #[test]
 fn the_observers_proposal_is_committed_by_every_node() {

@@ -88,6 +88,29 @@ pub enum BookEvent {
     Market(NodeId, Message),
     /// A member's Hand said which round set the price it holds.
     PeerCommitted(NodeId, crate::market::Committed),
+    /// A member's beacon carried a value past its bound; the book kept the
+    /// bounded value. The node counts it.
+    Refused(NodeId, crate::market::MemberRefusal, String),
+}
+
+/// Most task slots a Hand may claim; more is counted as this many.
+pub const MAX_SLOTS: u32 = 1024;
+/// Most tasks one slot may have queued or running at a compute node, as
+/// counted in its Idle `Queue`.
+pub const MAX_QUEUE_PER_SLOT: u64 = 64;
+/// Most tasks a client may report waiting (its jobs' tasks not yet placed):
+/// above the most tasks a job may have.
+pub const MAX_CLIENT_QUEUE: u64 = 1 << 24;
+
+/// The largest Idle `Queue` a peer can hold: what its slots can hold, and
+/// for a client what its jobs can have waiting.
+pub fn max_queue_report(slots: u32, is_client: bool) -> u64 {
+    let computing = u64::from(slots.min(MAX_SLOTS)).saturating_mul(MAX_QUEUE_PER_SLOT);
+    if is_client {
+        computing.saturating_add(MAX_CLIENT_QUEUE)
+    } else {
+        computing
+    }
 }
 
 /// The information book.
@@ -285,6 +308,15 @@ impl Book {
                 if addr.0.ip().is_unspecified() {
                     addr = Endpoint(SocketAddr::new(src.ip(), addr.0.port()));
                 }
+                let claimed_slots = b.slots.unwrap_or(0);
+                if claimed_slots > MAX_SLOTS {
+                    self.events.push_back(BookEvent::Refused(
+                        id,
+                        crate::market::MemberRefusal::SlotsBound,
+                        format!("Hand Slots {claimed_slots}, at most {MAX_SLOTS}"),
+                    ));
+                }
+                let slots = claimed_slots.min(MAX_SLOTS);
                 let protocol = b.protocol.unwrap_or_default();
                 let compatible = protocol_major(&protocol) == Some(self.cfg.protocol_major);
                 let cert_der = b.cert_der.unwrap_or_default();
@@ -295,7 +327,8 @@ impl Book {
                         p.arch = hand.arch;
                         p.is_client = hand.is_client;
                         p.remaining_bounty = hand.remaining_bounty;
-                        p.slots = b.slots.unwrap_or(0);
+                        p.slots = slots;
+                        p.queue = p.queue.min(max_queue_report(slots, hand.is_client));
                         p.protocol = protocol;
                         p.software = b.software.unwrap_or_default();
                         p.compatible = compatible;
@@ -317,7 +350,7 @@ impl Book {
                                 remaining_bounty: hand.remaining_bounty,
                                 idle: true,
                                 queue: 0,
-                                slots: b.slots.unwrap_or(0),
+                                slots,
                                 protocol,
                                 software: b.software.unwrap_or_default(),
                                 compatible,
@@ -333,7 +366,20 @@ impl Book {
             }
             Message::Idle { idle } => {
                 if let Some(p) = self.peers.get_mut(&id) {
-                    let queue = b.queue.unwrap_or(p.queue);
+                    let cap = max_queue_report(p.slots, p.is_client);
+                    let claimed = b.queue.unwrap_or(p.queue);
+                    if claimed > cap {
+                        self.events.push_back(BookEvent::Refused(
+                            id,
+                            crate::market::MemberRefusal::QueueBound,
+                            format!(
+                                "Idle Queue {claimed}, at most {cap} for {} slots{}",
+                                p.slots,
+                                if p.is_client { " and a client" } else { "" }
+                            ),
+                        ));
+                    }
+                    let queue = claimed.min(cap);
                     let changed = p.idle != idle || p.queue != queue;
                     p.idle = idle;
                     p.queue = queue;

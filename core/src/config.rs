@@ -239,6 +239,11 @@ pub struct MarketSection {
     /// measure what settlement costs (`lppsp bench --ledger off`): charges
     /// are then metered and dropped, and no balance ever moves.
     pub settle: bool,
+    /// Largest price move this node votes yes on in one round, per mille of
+    /// its price (never less than one whole unit, the FSM's step).
+    pub max_step_milli: u64,
+    /// Least time between two moves of the price this node agrees to, ms.
+    pub min_move_interval_ms: u64,
 }
 
 impl Default for MarketSection {
@@ -247,6 +252,8 @@ impl Default for MarketSection {
             initial_price: Price::from_micros(crate::money::UNIT),
             grant: Bounty::from_micros(1_000_000_000_000),
             settle: true,
+            max_step_milli: crate::market::MarketConfig::DEFAULT_MAX_STEP_MILLI,
+            min_move_interval_ms: crate::market::MarketConfig::DEFAULT_MIN_MOVE_INTERVAL_MS,
         }
     }
 }
@@ -384,6 +391,9 @@ impl NodeConfig {
         }
         if self.network.expire_ticks == 0 {
             return Err(key_err("network.expire_ticks", "must be at least 1"));
+        }
+        if !(1..=1000).contains(&self.market.max_step_milli) {
+            return Err(key_err("market.max_step_milli", "must be in 1..=1000"));
         }
         if self.share.slots == 0 && self.node.role.computes() {
             return Err(key_err(

@@ -176,11 +176,14 @@ fn message() -> impl Strategy<Value = Message> {
             price,
             proposer
         }),
-        (u64_field(), node_id(), any::<bool>()).prop_map(|(epoch, proposer, yes)| Message::Vote {
-            epoch,
-            proposer,
-            yes
-        }),
+        (u64_field(), node_id(), price(), any::<bool>()).prop_map(
+            |(epoch, proposer, price, yes)| Message::Vote {
+                epoch,
+                proposer,
+                price,
+                yes
+            }
+        ),
         (u64_field(), price(), node_id()).prop_map(|(epoch, price, proposer)| Message::Commit {
             epoch,
             price,
@@ -543,7 +546,7 @@ fn bad_message_line() -> impl Strategy<Value = String> {
         "Result/00000000000000ab/1/fine",
         "Cancel/00000000000000ab/all",
         "Propose/1/1.0000001/0123456789abcdef",
-        "Vote/1/0123456789abcdef/maybe",
+        "Vote/1/0123456789abcdef/2/maybe",
         "Commit/1/2/0123456789ABCDEF",
         "Receipt/00000000000000ab/0123456789abcdef/0123456789abcdef/1/2/3/-4",
     ])
@@ -1091,6 +1094,7 @@ fn seed_frames() -> Vec<(&'static str, Frame)> {
             head(Message::Vote {
                 epoch: 3,
                 proposer: other,
+                price: "2.5".parse().expect("price"),
                 yes: false,
             }),
         ),

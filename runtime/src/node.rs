@@ -267,6 +267,9 @@ async fn run_inner(
             initial_price: cfg.market.initial_price,
             repeat_ms: cfg.network.tick_ms,
             round_timeout_ms: expiry_ms.saturating_mul(3),
+            max_step_milli: cfg.market.max_step_milli,
+            min_move_interval_ms: cfg.market.min_move_interval_ms,
+            reconcile_after_ms: expiry_ms.saturating_mul(2),
         }),
         balancer,
         last_sample: None,
@@ -476,7 +479,12 @@ impl Driver {
                     let now = self.now_ms();
                     self.market.on_message(now, from, &message, &live);
                 }
-                BookEvent::PeerCommitted(_, state) => self.market.on_peer_state(state),
+                BookEvent::PeerCommitted(from, state) => {
+                    let live = self.live_members();
+                    let now = self.now_ms();
+                    self.market.on_peer_state(now, from, state, &live);
+                }
+                BookEvent::Refused(peer, reason, what) => self.refuse_member(peer, reason, &what),
             }
         }
     }
@@ -908,6 +916,11 @@ impl Driver {
             } else {
                 0
             },
+            slots: if self.compute.is_some() && self.sharing.is_available() {
+                self.cfg.share.slots
+            } else {
+                0
+            },
         };
         let sample = market::sample_book(&self.book, now, self.market.price(), Some(own));
         self.last_sample = Some(sample);
@@ -927,6 +940,11 @@ impl Driver {
         self.cfg.node.role == Role::Observer || !self.balancer.observer_only()
     }
 
+    /// Counts a refusal of what a member said about the price or its queue.
+    fn refuse_member(&self, peer: NodeId, reason: market::MemberRefusal, what: &str) {
+        self.refusals.refuse(peer, reason.as_str(), &what);
+    }
+
     /// Sends what the price agreement asks for and applies commits.
     async fn flush_market(&mut self) {
         for out in self.market.drain() {
@@ -935,6 +953,9 @@ impl Driver {
                 MarketOutput::Committed(c) => {
                     info!(price = %c.price, epoch = c.epoch, proposer = ?c.proposer.map(|p| p.to_string()), "price committed");
                     self.balancer.on_commit(c.price);
+                }
+                MarketOutput::Refused { peer, reason, what } => {
+                    self.refuse_member(peer, reason, &what)
                 }
             }
         }
@@ -962,6 +983,7 @@ impl Driver {
             "last_abandoned": self.market.last_abandoned(),
             "rounds": self.market.stats(),
             "peers_at_other_price": behind,
+            "peers_at_other_state": self.market.diverging().iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         })
     }
 

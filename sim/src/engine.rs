@@ -11,10 +11,13 @@
 //!   lists every node). A partition makes two domains.
 //! - Node ticks are aligned; beacons reach the book at the tick.
 //! - A price-round message is one broadcast delivered to every node of the
-//!   domain after one drawn latency; a `Vote` goes only to the proposer it
-//!   names (every other market ignores it).
-//! - Committed states carried by Hands are applied once per tick per
-//!   domain, as the greatest of them.
+//!   domain after one drawn latency; the votes one message draws travel
+//!   together (every node hears every vote: they are the evidence a node
+//!   needs to adopt another's round).
+//! - Committed states carried by Hands are applied once per tick, and only
+//!   while the domain's members hold different states (and the tick after):
+//!   while they all agree the Hands have nothing to add, and feeding every
+//!   Hand to every node each tick would cost nodes squared.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
@@ -285,6 +288,9 @@ pub struct Sim<'a> {
     /// Other members of each domain's book, for price rounds (per tick).
     live: Vec<Vec<NodeId>>,
     samples: Vec<Option<MarketSample>>,
+    /// Whether each domain's Hands carried one committed state at the last
+    /// tick.
+    claims_agreed: Vec<bool>,
     /// Each domain's peers for schedulers, as of the last tick.
     views: Vec<Vec<PeerView>>,
     view_slots: Vec<Vec<u32>>,
@@ -347,6 +353,7 @@ impl<'a> Sim<'a> {
             books,
             live: vec![Vec::new(); domains],
             samples: vec![None; domains],
+            claims_agreed: vec![true; domains],
             views: vec![Vec::new(); domains],
             view_slots: vec![Vec::new(); domains],
             partition: None,
@@ -488,6 +495,11 @@ impl<'a> Sim<'a> {
                 initial_price: self.sc.initial_price,
                 repeat_ms: self.sc.tick_ms,
                 round_timeout_ms: self.expiry_ms.saturating_mul(3),
+                max_step_milli: MarketConfig::DEFAULT_MAX_STEP_MILLI,
+                // Simulated members are honest and their balancers pace
+                // themselves; the interval guards against modified ones.
+                min_move_interval_ms: 0,
+                reconcile_after_ms: self.expiry_ms.saturating_mul(2),
             }),
             balancer,
             waiting: VecDeque::new(),
@@ -707,18 +719,16 @@ impl<'a> Sim<'a> {
             }
         }
         // The books: expiries and what changed.
-        let mut greatest: Vec<Option<Committed>> = vec![None; self.books.len()];
+        let mut claims: Vec<Vec<(NodeId, Committed)>> = vec![Vec::new(); self.books.len()];
         let mut departed: Vec<(usize, NodeId)> = Vec::new();
         for (d, book) in self.books.iter_mut().enumerate() {
             book.handle_timeout(now);
             while let Some(ev) = book.poll_event() {
                 match ev {
                     BookEvent::Departed(id, _) => departed.push((d, id)),
-                    BookEvent::PeerCommitted(_, state) => {
-                        if let Some(g) = greatest.get_mut(d) {
-                            if g.is_none_or(|g| state.key() > g.key()) {
-                                *g = Some(state);
-                            }
+                    BookEvent::PeerCommitted(from, state) => {
+                        if let Some(c) = claims.get_mut(d) {
+                            c.push((from, state));
                         }
                     }
                     _ => {}
@@ -767,7 +777,19 @@ impl<'a> Sim<'a> {
                 }
             }
         }
-        // Every node: adopt greater committed states, run timers, sample
+        // Hands are fed while a domain's members disagree, and once more
+        // after they agree again (so every market sees the agreement).
+        let agreed: Vec<bool> = claims
+            .iter()
+            .map(|c| c.windows(2).all(|w| w[0].1 == w[1].1))
+            .collect();
+        let feed: Vec<bool> = agreed
+            .iter()
+            .zip(&self.claims_agreed)
+            .map(|(now, before)| !now || !before)
+            .collect();
+        self.claims_agreed.clone_from(&agreed);
+        // Every node: take the Hands' committed states, run timers, sample
         // the market, settle.
         for i in 0..self.nodes.len() {
             let d = self.domain(i);
@@ -777,15 +799,17 @@ impl<'a> Sim<'a> {
             if !n.alive {
                 continue;
             }
-            if let Some(state) = greatest.get(d).copied().flatten() {
-                n.market.on_peer_state(state);
+            let live = self.live.get(d).map(Vec::as_slice).unwrap_or_default();
+            if feed.get(d).copied().unwrap_or(false) {
+                for (from, state) in claims.get(d).map(Vec::as_slice).unwrap_or_default() {
+                    n.market.on_peer_state(now, *from, *state, live);
+                }
             }
             let mut timers = false;
             for j in n.jobs.values_mut() {
                 j.tracker.handle_timeout(now);
                 timers |= j.tracker.pending_count() > 0;
             }
-            let live = self.live.get(d).map(Vec::as_slice).unwrap_or_default();
             if let Some(mut sample) = self.samples.get(d).copied().flatten() {
                 sample.price = n.market.price();
                 if let Some(b) = &mut n.balancer {
@@ -832,6 +856,7 @@ impl<'a> Sim<'a> {
                 MarketOutput::Broadcast(Message::Vote {
                     epoch,
                     proposer,
+                    price,
                     yes,
                 }) if votes.is_some() => {
                     let to = self.index.get(&proposer).copied();
@@ -839,6 +864,7 @@ impl<'a> Sim<'a> {
                         let vote = Message::Vote {
                             epoch,
                             proposer,
+                            price,
                             yes,
                         };
                         batch.entry(to).or_default().push((i, vote));
@@ -855,6 +881,8 @@ impl<'a> Sim<'a> {
                         },
                     );
                 }
+                // Simulated members are honest: nothing to count.
+                MarketOutput::Refused { .. } => {}
                 MarketOutput::Committed(c) => {
                     if let Some(n) = self.nodes.get_mut(i) {
                         if let Some(b) = &mut n.balancer {
@@ -882,14 +910,7 @@ impl<'a> Sim<'a> {
         {
             return Ok(());
         }
-        // A vote matters only to the proposer it names.
-        let targets = match &message {
-            Message::Vote { proposer, .. } => match self.index.get(proposer) {
-                Some(&p) => p..p + 1,
-                None => 0..0,
-            },
-            _ => 0..self.nodes.len(),
-        };
+        let targets = 0..self.nodes.len();
         let mut votes: BTreeMap<usize, Vec<(usize, Message)>> = BTreeMap::new();
         for i in targets {
             if i == from || self.domain(i) != domain || self.lost() {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod rogue;
+pub mod rogue_beacon;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};

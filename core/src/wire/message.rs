@@ -263,10 +263,13 @@ pub enum Message {
         price: Price,
         proposer: NodeId,
     },
-    /// `Vote/epoch/proposer/yes|no`
+    /// `Vote/epoch/proposer/price/yes|no`: a member's answer to the round
+    /// `(epoch, proposer)` at `price`; the price binds the vote to the one
+    /// proposal the voter saw.
     Vote {
         epoch: u64,
         proposer: NodeId,
+        price: Price,
         yes: bool,
     },
     /// `Commit/epoch/price/proposer`: the price every live member agreed on.
@@ -455,11 +458,12 @@ impl Message {
                 })
             }
             "Vote" => {
-                let f = f.arity("Vote", 3)?;
+                let f = f.arity("Vote", 4)?;
                 Ok(Message::Vote {
                     epoch: f.parse_with(0, "epoch", parse_u64)?,
                     proposer: f.parse(1, "proposer")?,
-                    yes: f.parse_with(2, "vote", |s| match s {
+                    price: f.parse(2, "price")?,
+                    yes: f.parse_with(3, "vote", |s| match s {
                         "yes" => Ok(true),
                         "no" => Ok(false),
                         _ => Err(format!("{s:?} is not yes or no")),
@@ -530,11 +534,12 @@ impl fmt::Display for Message {
             Message::Vote {
                 epoch,
                 proposer,
+                price,
                 yes,
             } => {
                 write!(
                     f,
-                    "{k}/{epoch}/{proposer}/{}",
+                    "{k}/{epoch}/{proposer}/{price}/{}",
                     if *yes { "yes" } else { "no" }
                 )
             }
