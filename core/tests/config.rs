@@ -460,7 +460,7 @@ fn control_and_dashboard_access_rules_name_the_key() {
     key_error(
         "[control]\ngroup = \"lab\"\ngroup_may = [\"root\"]\n",
         &[],
-        "control.group_may",
+        "control.group_may[0]",
     );
     key_error("[control]\nsocket = \"\"\n", &[], "control.socket");
     // A group alone may read the status and submit, not administer.
