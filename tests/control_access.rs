@@ -483,3 +483,104 @@ fn data_dir_and_every_file_the_node_creates_are_the_owners_only() {
         }
     }
 }
+
+/// `GET path` on `addr` (HTTP/1.0) with `headers`; the status code.
+fn http_status(addr: std::net::SocketAddr, path: &str, headers: &str) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {response}"))
+}
+
+#[test]
+fn a_dashboard_with_a_token_serves_only_requests_that_carry_it() {
+    let community = Community::new();
+    let dir = community.dir.path();
+    community.issue("solo");
+    let token = "0123456789abcdef0123456789abcdef";
+    std::fs::write(dir.join("dashboard.token"), format!("{token}\n")).unwrap();
+    chmod(&dir.join("dashboard.token"), 0o600);
+    let ports = Ports::free();
+    let cfg = write_config(
+        dir,
+        &community.ca_dir(),
+        "solo",
+        "both",
+        ports,
+        &[Ports::free()],
+    );
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text = text.replacen(
+        "[dashboard]\n",
+        "[dashboard]\ntoken_file = \"dashboard.token\"\n",
+        1,
+    );
+    std::fs::write(&cfg, &text).unwrap();
+    let node = NodeProc::start(&cfg, "solo", ports);
+    node.wait_ready(Duration::from_secs(20));
+    let addr = ports.dashboard_addr();
+    // The status is sampled once per tick: wait for the first.
+    let bearer = format!("Authorization: Bearer {token}\r\n");
+    wait_for(Duration::from_secs(20), || {
+        http_status(addr, "/api/status", &bearer) == 200
+    })
+    .expect("the dashboard answers a request with the token");
+    for path in ["/", "/api/status", "/api/ledger", "/metrics"] {
+        assert_eq!(http_status(addr, path, ""), 401, "{path} without the token");
+        let wrong = "Authorization: Bearer 0123456789abcdef0123456789abcdee\r\n";
+        assert_eq!(
+            http_status(addr, path, wrong),
+            401,
+            "{path} with another token"
+        );
+        assert_eq!(
+            http_status(addr, path, &bearer),
+            200,
+            "{path} with the header"
+        );
+        let query = if path.contains('?') { '&' } else { '?' };
+        let with_query = format!("{path}{query}token={token}");
+        assert_eq!(http_status(addr, &with_query, ""), 200, "{with_query}");
+    }
+    drop(node);
+
+    // A token file that cannot be read stops the node, naming the key.
+    std::fs::remove_file(dir.join("dashboard.token")).unwrap();
+    let out = Command::new(bin())
+        .args(["node", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("dashboard.token_file") && err.contains("dashboard.token"),
+        "{err}"
+    );
+    // Beyond loopback a dashboard without a token is a config error.
+    let open = text
+        .replace("token_file = \"dashboard.token\"\n", "")
+        .replace(
+            &format!("listen = \"127.0.0.1:{}\"", ports.dashboard),
+            "listen = \"0.0.0.0:0\"",
+        );
+    std::fs::write(&cfg, open).unwrap();
+    let out = Command::new(bin())
+        .args(["config", "check", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(
+        !out.status.success() && err.contains("dashboard.token_file"),
+        "{err}"
+    );
+}
