@@ -103,17 +103,25 @@ async fn run_inner(
     let access =
         control::access_policy(&cfg.control).map_err(|e| NodeError::Startup(e.to_string()))?;
     let control_gid = access.group.as_ref().map(|g| g.gid);
-    crate::private::prepare_data_dir(&cfg.node.data_dir, control_gid).map_err(|e| {
-        let hint = if control_gid.is_some() {
-            " (with control.group, the node's user must be a member of that group)"
-        } else {
-            ""
-        };
-        NodeError::Startup(format!(
-            "node.data_dir {}: {e}{hint}",
-            cfg.node.data_dir.display()
-        ))
-    })?;
+    match crate::private::prepare_data_dir(&cfg.node.data_dir, control_gid) {
+        Ok(()) => {}
+        // A folder the node cannot change the mode of (not its own): it
+        // runs, and the check below says whether others can use it.
+        Err(e) if control_gid.is_none() && cfg.node.data_dir.is_dir() => {
+            warn!(path = %cfg.node.data_dir.display(), error = %e, "cannot make node.data_dir 0700");
+        }
+        Err(e) => {
+            let hint = if control_gid.is_some() {
+                " (with control.group, the node's user must own it and be a member of that group)"
+            } else {
+                ""
+            };
+            return Err(NodeError::Startup(format!(
+                "node.data_dir {}: {e}{hint}",
+                cfg.node.data_dir.display()
+            )));
+        }
+    }
     // Before anything else in it: a second node on the same directory
     // would write its receipts into this node's ledger.
     let _data_lock = crate::data_lock::DataDirLock::acquire(&cfg.node.data_dir)
