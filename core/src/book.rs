@@ -126,6 +126,19 @@ impl Book {
         self.peers.get(id)
     }
 
+    /// What `id` promised in its latest Hand: nothing (zero power and
+    /// slots, so nothing is paid) when it is not in the book.
+    pub fn promise(&self, id: &NodeId) -> crate::charge::Promise {
+        self.peers
+            .get(id)
+            .map_or(crate::charge::Promise { power: 0, slots: 0 }, |p| {
+                crate::charge::Promise {
+                    power: p.power,
+                    slots: p.slots,
+                }
+            })
+    }
+
     pub fn len(&self) -> usize {
         self.peers.len()
     }

@@ -206,6 +206,13 @@ pub struct ShareSection {
     pub task_timeout_s: u64,
     /// Largest task input accepted, bytes.
     pub max_input_bytes: u64,
+    /// Tasks one client may have queued or running here; more are refused
+    /// as busy, so one client cannot take the whole queue.
+    pub max_tasks_per_client: u64,
+    /// Input bytes of all queued or running tasks together.
+    pub max_queued_bytes: u64,
+    /// Input bytes of one client's queued or running tasks.
+    pub max_queued_bytes_per_client: u64,
 }
 
 impl Default for ShareSection {
@@ -215,6 +222,9 @@ impl Default for ShareSection {
             max_mflops: None,
             task_timeout_s: 600,
             max_input_bytes: 64 * 1024 * 1024,
+            max_tasks_per_client: 16384,
+            max_queued_bytes: 1 << 30,
+            max_queued_bytes_per_client: 256 * 1024 * 1024,
         }
     }
 }

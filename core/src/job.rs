@@ -22,8 +22,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
+use crate::charge::{self, Granted, PlacementTerms, Promise, SlotClocks};
 use crate::component::scheduler::{Constraints, PendingTask, Plan, Unplaced};
-use crate::money::{self, Bounty, Price};
+use crate::money::{Bounty, Price};
 use crate::node_id::NodeId;
 use crate::wire::{Body, Frame, JobId, KernelName, Message, RefuseReason};
 
@@ -162,8 +163,9 @@ impl TaskReport {
     /// Reads the `Result/job/task/status` frame `frame` from `sender`. The
     /// worker is the node named by `Worker` when an integrator holds the
     /// result (the frame then comes from the integrator), else the sender.
-    /// The power paid is the frame's `Power`, at most `promised(worker)`:
-    /// what that node promised in its Hand. Returns the report and the fuel
+    /// The power is the frame's `Power` as claimed (`promised(worker)`, what
+    /// the node promised in its Hand, when absent); the tracker pays at most
+    /// the promise made at placement. Returns the report and the fuel
     /// the task used (`Fuel`), or None when `Worker` is not a node id.
     pub fn from_result_frame(
         sender: NodeId,
@@ -178,8 +180,9 @@ impl TaskReport {
         };
         let number = |name: &str| frame.headers.get(name).and_then(|v| v.parse::<u64>().ok());
         let micros = number("Elapsed-Us").unwrap_or(0);
-        let promised = promised(&node);
-        let power = number("Power").unwrap_or(promised).min(promised);
+        // The claim as made: the tracker caps it at the promise the node
+        // made when the task was placed, and counts a claim above it.
+        let power = number("Power").unwrap_or_else(|| promised(&node));
         let fuel = number("Fuel");
         let body = frame.body.map(|b| b.to_bytes()).unwrap_or_default();
         let report = TaskReport {
@@ -200,7 +203,10 @@ impl TaskReport {
 pub struct NodeTally {
     pub tasks_done: u64,
     pub tasks_failed: u64,
+    /// Run time granted (paid for), microseconds.
     pub micros: u64,
+    /// Work granted: power x run time, MFLOPS x microseconds.
+    pub work: u64,
     pub charged: Bounty,
     pub in_flight: u32,
     pub refused: u64,
@@ -227,7 +233,8 @@ enum TaskState {
     InFlight {
         node: NodeId,
         since_ms: u64,
-        est_cost: Bounty,
+        /// Budget reserved for this placement while it runs.
+        reserved: Bounty,
     },
     Done,
     /// A replica whose result is not wanted (its node was excluded).
@@ -246,6 +253,71 @@ struct Task {
     input: u64,
     /// The node whose result `result` is.
     ran_on: Option<NodeId>,
+    /// The terms of this task's latest placements: a result counts only
+    /// from a node the task was placed on, and is paid on those terms.
+    placements: Vec<PlacementTerms>,
+}
+
+/// Placement terms kept per task, at most (the latest ones): a task is
+/// placed again only after a failure, a refusal or a time-out.
+const MAX_TERMS_PER_TASK: usize = 8;
+
+/// What became of a reported result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResultOutcome {
+    /// The task is done; the client pays this.
+    Counted(Granted),
+    /// The node that ran it reported a failure: the task runs again.
+    Failed,
+    /// Not counted, for this reason.
+    Ignored(Ignored),
+}
+
+impl ResultOutcome {
+    /// The charge, when the result was counted.
+    #[must_use]
+    pub fn charge(&self) -> Option<Bounty> {
+        match self {
+            ResultOutcome::Counted(g) => Some(g.charge),
+            _ => None,
+        }
+    }
+}
+
+/// Why a result was not counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ignored {
+    /// The job has ended.
+    JobOver,
+    /// The job has no such task.
+    UnknownTask,
+    /// The task is done already (a second run after a time-out).
+    Duplicate,
+    /// A replica whose result is no longer wanted.
+    Discarded,
+    /// The node was excluded from the job for wrong results.
+    Excluded,
+    /// The task was never placed on that node.
+    NotPlacedThere,
+    /// A result held by a node that is not the job's integrator.
+    NotOurIntegrator,
+    /// A failure report from a placement given up on.
+    StaleFailure,
+}
+
+impl Ignored {
+    /// The counter name when the result is something no honest member
+    /// sends (a claim for work it was not given); `None` for the ordinary
+    /// races of a distributed job.
+    #[must_use]
+    pub fn member_fault(&self) -> Option<&'static str> {
+        match self {
+            Ignored::UnknownTask => Some("result_for_unknown_task"),
+            Ignored::NotPlacedThere => Some("result_not_placed_there"),
+            Ignored::NotOurIntegrator => Some("result_from_non_integrator"),
+            _ => None,
+        }
+    }
 }
 
 /// The job state machine; see the module doc.
@@ -280,6 +352,8 @@ pub struct JobTracker {
     inputs_accepted: u64,
     /// Nodes excluded from the job for returning wrong results.
     excluded: BTreeSet<NodeId>,
+    /// Run time seen per node slot, which bounds the time paid for.
+    slot_clocks: SlotClocks,
 }
 
 impl JobTracker {
@@ -296,6 +370,7 @@ impl JobTracker {
                 held_by: None,
                 input: (i / k) as u64,
                 ran_on: None,
+                placements: Vec::new(),
             })
             .collect();
         let replicas = if k > 1 {
@@ -332,6 +407,7 @@ impl JobTracker {
             accepted,
             inputs_accepted: 0,
             excluded: BTreeSet::new(),
+            slot_clocks: SlotClocks::default(),
         };
         if n == 0 {
             t.outcome = Some(JobOutcome::Done(Vec::new()));
@@ -399,8 +475,16 @@ impl JobTracker {
         self.pending.len() as u64
     }
 
-    /// Budget not yet spent nor committed to tasks in flight.
+    /// What the scheduler may still place, in estimated cost: the budget
+    /// not yet spent nor reserved by tasks in flight, less the tolerance
+    /// every placement reserves on top of its estimate
+    /// ([`charge::RESERVE_PERCENT`]).
     pub fn budget_left(&self) -> Bounty {
+        charge::without_tolerance(self.unreserved())
+    }
+
+    /// Budget neither spent nor reserved.
+    fn unreserved(&self) -> Bounty {
         self.spec
             .budget
             .saturating_sub(self.spent)
@@ -452,8 +536,16 @@ impl JobTracker {
         self.commands.pop_front()
     }
 
-    /// Applies a scheduler's plan made at `now_ms`.
-    pub fn apply_plan(&mut self, now_ms: u64, plan: Plan) {
+    /// Applies a scheduler's plan made at `now_ms` at market price `price`;
+    /// `promise` gives what each node promised in its Hand. These, with a
+    /// reservation of the budget, are the terms each placement is paid on.
+    pub fn apply_plan(
+        &mut self,
+        now_ms: u64,
+        plan: Plan,
+        price: Price,
+        promise: impl Fn(&NodeId) -> Promise,
+    ) {
         if self.outcome.is_some() {
             return;
         }
@@ -475,22 +567,44 @@ impl JobTracker {
                 }
                 continue;
             }
+            let reserved = charge::with_tolerance(p.est_cost);
+            let unreserved = self.unreserved();
             let Some(task) = self.tasks.get_mut(p.task as usize) else {
                 continue;
             };
             if task.state != TaskState::Pending {
                 continue;
             }
+            // Whatever the scheduler planned, spend and reservations never
+            // pass the budget: the task waits for a reservation to free.
+            if reserved > unreserved {
+                let short = Unplaced::BudgetShort {
+                    needed: reserved,
+                    left: unreserved,
+                };
+                *self.unplaced.entry(short).or_insert(0) += 1;
+                continue;
+            }
             let input_index = task.input;
             task.state = TaskState::InFlight {
                 node: p.node,
                 since_ms: now_ms,
-                est_cost: p.est_cost,
+                reserved,
             };
+            if task.placements.len() >= MAX_TERMS_PER_TASK {
+                task.placements.remove(0);
+            }
+            task.placements.push(PlacementTerms {
+                node: p.node,
+                placed_ms: now_ms,
+                price,
+                promise: promise(&p.node),
+                reserved,
+            });
             self.pending.remove(&p.task);
             self.committed = self
                 .committed
-                .checked_add(p.est_cost)
+                .checked_add(reserved)
                 .unwrap_or(self.committed);
             self.tallies.entry(p.node).or_default().in_flight += 1;
             let input = self
@@ -524,11 +638,11 @@ impl JobTracker {
     /// Releases a task's in-flight state; returns the node it was on.
     fn release(&mut self, task: u64) -> Option<NodeId> {
         let t = self.tasks.get_mut(task as usize)?;
-        let TaskState::InFlight { node, est_cost, .. } = t.state.clone() else {
+        let TaskState::InFlight { node, reserved, .. } = t.state.clone() else {
             return None;
         };
         t.state = TaskState::Pending;
-        self.committed = self.committed.saturating_sub(est_cost);
+        self.committed = self.committed.saturating_sub(reserved);
         if let Some(tally) = self.tallies.get_mut(&node) {
             tally.in_flight = tally.in_flight.saturating_sub(1);
         }
@@ -604,6 +718,10 @@ impl JobTracker {
             if !t.avoid.contains(&node) {
                 t.avoid.push(node);
             }
+            // It never ran there: no result from there counts.
+            if let Some(i) = t.placements.iter().rposition(|p| p.node == node) {
+                t.placements.remove(i);
+            }
         }
         self.pending.insert(task);
     }
@@ -636,7 +754,11 @@ impl JobTracker {
         true
     }
 
-    pub fn on_result(&mut self, now_ms: u64, report: TaskReport, price: Price) -> Option<Bounty> {
+    /// A result arrived at `now_ms`. It counts only from a node the task
+    /// was placed on (through the job's integrator, for a result it
+    /// holds), and is paid on that placement's terms, bounded as
+    /// [`crate::charge`] says, whatever the report claims.
+    pub fn on_result(&mut self, now_ms: u64, report: TaskReport) -> ResultOutcome {
         let TaskReport {
             node,
             task,
@@ -646,28 +768,36 @@ impl JobTracker {
             power,
             held_by,
         } = report;
-        let state = self.tasks.get(task as usize).map(|t| t.state.clone())?;
+        let Some((state, terms)) = self.tasks.get(task as usize).map(|t| {
+            let terms = t.placements.iter().rev().find(|p| p.node == node).copied();
+            (t.state.clone(), terms)
+        }) else {
+            return ResultOutcome::Ignored(Ignored::UnknownTask);
+        };
         if self.outcome.is_some() {
-            return None;
+            return ResultOutcome::Ignored(Ignored::JobOver);
         }
         // Only the job's integrator may report a result it holds; a report
         // from an integrator given up on is ignored and the task runs again.
         if held_by.is_some() && held_by != self.integrator {
-            return None;
+            return ResultOutcome::Ignored(Ignored::NotOurIntegrator);
         }
+        let Some(terms) = terms else {
+            return ResultOutcome::Ignored(Ignored::NotPlacedThere);
+        };
         match state {
             TaskState::Done => {
                 self.duplicates += 1;
-                None
+                ResultOutcome::Ignored(Ignored::Duplicate)
             }
-            TaskState::Discarded => None,
-            _ if self.excluded.contains(&node) => None,
+            TaskState::Discarded => ResultOutcome::Ignored(Ignored::Discarded),
+            _ if self.excluded.contains(&node) => ResultOutcome::Ignored(Ignored::Excluded),
             TaskState::InFlight { node: n, .. } if n == node && !ok => {
                 let cause = String::from_utf8_lossy(&body).into_owned();
                 self.retry(task, node, format!("on {node}: {cause}"));
-                None
+                ResultOutcome::Failed
             }
-            _ if !ok => None,
+            _ if !ok => ResultOutcome::Ignored(Ignored::StaleFailure),
             state => {
                 // A correct result counts even from a node we had given up
                 // on; any other placement of the task is then cancelled.
@@ -678,12 +808,40 @@ impl JobTracker {
                             .push_back(JobCommand::Cancel { node: other, task });
                     }
                 }
-                let charge = money::charge(price, power, micros).unwrap_or(Bounty::ZERO);
-                self.spent = self.spent.checked_add(charge).unwrap_or(self.spent);
+                let granted_us = self.slot_clocks.grant(
+                    node,
+                    terms.promise.slots,
+                    terms.placed_ms,
+                    now_ms,
+                    micros,
+                );
+                let reference = self.reference_work(
+                    node,
+                    power.min(terms.promise.power),
+                    granted_us.min(micros),
+                );
+                // This placement's reservation was released above (or
+                // earlier, for a node given up on): what is not reserved
+                // by other tasks is what the result may take.
+                let granted = charge::grant(
+                    &terms,
+                    power,
+                    micros,
+                    granted_us,
+                    reference,
+                    self.unreserved(),
+                );
+                self.spent = self.spent.checked_add(granted.charge).unwrap_or(self.spent);
                 let tally = self.tallies.entry(node).or_default();
                 tally.tasks_done += 1;
-                tally.micros = tally.micros.saturating_add(micros);
-                tally.charged = tally.charged.checked_add(charge).unwrap_or(tally.charged);
+                tally.micros = tally.micros.saturating_add(granted.micros);
+                tally.work = tally
+                    .work
+                    .saturating_add(granted.power.saturating_mul(granted.micros));
+                tally.charged = tally
+                    .charged
+                    .checked_add(granted.charge)
+                    .unwrap_or(tally.charged);
                 self.pending.remove(&task);
                 let mut input = None;
                 if let Some(t) = self.tasks.get_mut(task as usize) {
@@ -701,9 +859,28 @@ impl JobTracker {
                 } else if self.done == self.tasks.len() as u64 {
                     self.all_done(now_ms);
                 }
-                Some(charge)
+                ResultOutcome::Counted(granted)
             }
         }
+    }
+
+    /// The job's reference work per task (MFLOPS x microseconds): the
+    /// lower median, over the nodes that ran its tasks, of each node's mean
+    /// granted work, counting a result of `work_power` x `work_micros` on
+    /// `node` now. One node's claims cannot move it while another node's
+    /// measurements stand beside them.
+    fn reference_work(&self, node: NodeId, work_power: u64, work_micros: u64) -> Option<u64> {
+        let this = work_power.saturating_mul(work_micros);
+        let mut means: Vec<u64> = self
+            .tallies
+            .iter()
+            .filter(|(n, t)| **n != node && t.tasks_done > 0)
+            .map(|(_, t)| t.work / t.tasks_done)
+            .collect();
+        let own = self.tallies.get(&node);
+        let (own_work, own_tasks) = own.map_or((0, 0), |t| (t.work, t.tasks_done));
+        means.push(own_work.saturating_add(this) / own_tasks.saturating_add(1));
+        charge::lower_median(means)
     }
 
     /// Every task has a result: integrate here, or ask the integrator.
@@ -868,6 +1045,7 @@ impl JobTracker {
                 held_by: None,
                 input,
                 ran_on: None,
+                placements: Vec::new(),
             });
             if let Some(r) = self.replicas.get_mut(input as usize) {
                 r.push(index);

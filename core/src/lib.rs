@@ -13,6 +13,7 @@ pub mod access;
 pub mod arrears;
 pub mod beacon;
 pub mod book;
+pub mod charge;
 pub mod component;
 pub mod config;
 pub mod job;

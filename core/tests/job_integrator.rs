@@ -3,10 +3,10 @@
 use bytes::Bytes;
 use lppsp_core::component::{Placement, Plan};
 use lppsp_core::job::{JobCommand, JobOutcome, JobTracker, TaskReport};
-use lppsp_core::money::{Bounty, Price};
+use lppsp_core::money::Bounty;
 
 mod common;
-use common::{id, CLIENT};
+use common::{id, price, promise, CLIENT};
 
 const WORKER: u8 = 1;
 const INTEGRATOR: u8 = 2;
@@ -51,26 +51,24 @@ fn report(task: u64, held_by: Option<u8>) -> TaskReport {
     }
 }
 
-fn price() -> Price {
-    Price::from_units(1).unwrap()
-}
-
 #[test]
 fn results_held_by_the_integrator_are_integrated_there() {
     let mut t = tracker(2);
-    t.apply_plan(0, plan(&[0, 1], INTEGRATOR));
+    t.apply_plan(0, plan(&[0, 1], INTEGRATOR), price(), promise);
     let cmds = commands(&mut t);
     assert!(cmds.iter().all(|c| matches!(c,
         JobCommand::Place { result_to: Some(r), .. } if *r == id(INTEGRATOR))));
     assert_eq!(t.integrator(), Some(id(INTEGRATOR)));
 
     // A held result claimed by some other node does not count.
-    assert!(t.on_result(1, report(0, Some(9)), price()).is_none());
+    assert!(t.on_result(1, report(0, Some(9))).charge().is_none());
     assert!(t
-        .on_result(1, report(0, Some(INTEGRATOR)), price())
+        .on_result(1, report(0, Some(INTEGRATOR)))
+        .charge()
         .is_some());
     assert!(t
-        .on_result(2, report(1, Some(INTEGRATOR)), price())
+        .on_result(2, report(1, Some(INTEGRATOR)))
+        .charge()
         .is_some());
     assert_eq!(
         commands(&mut t),
@@ -93,10 +91,10 @@ fn results_held_by_the_integrator_are_integrated_there() {
 #[test]
 fn a_lost_integrator_means_its_results_run_again_and_come_to_the_client() {
     let mut t = tracker(3);
-    t.apply_plan(0, plan(&[0, 1, 2], INTEGRATOR));
+    t.apply_plan(0, plan(&[0, 1, 2], INTEGRATOR), price(), promise);
     commands(&mut t);
-    t.on_result(1, report(0, Some(INTEGRATOR)), price());
-    t.on_result(1, report(1, Some(INTEGRATOR)), price());
+    t.on_result(1, report(0, Some(INTEGRATOR)));
+    t.on_result(1, report(1, Some(INTEGRATOR)));
     t.on_node_lost(id(INTEGRATOR));
     assert_eq!(t.integrator(), None);
     // Task 2 still runs, but its result would go to the dead node: it is
@@ -112,7 +110,7 @@ fn a_lost_integrator_means_its_results_run_again_and_come_to_the_client() {
     );
 
     // The scheduler still names the dead node: the tracker does not go back to it.
-    t.apply_plan(2, plan(&[0, 1, 2], INTEGRATOR));
+    t.apply_plan(2, plan(&[0, 1, 2], INTEGRATOR), price(), promise);
     let cmds = commands(&mut t);
     assert_eq!(cmds.len(), 3);
     assert!(cmds.iter().all(|c| matches!(
@@ -124,10 +122,11 @@ fn a_lost_integrator_means_its_results_run_again_and_come_to_the_client() {
     )));
     // A late report from the old integrator is ignored.
     assert!(t
-        .on_result(3, report(0, Some(INTEGRATOR)), price())
+        .on_result(3, report(0, Some(INTEGRATOR)))
+        .charge()
         .is_none());
     for task in 0..3 {
-        t.on_result(4, report(task, None), price());
+        t.on_result(4, report(task, None));
     }
     match t.outcome() {
         Some(JobOutcome::Done(results)) => assert_eq!(results.len(), 3),
@@ -138,9 +137,9 @@ fn a_lost_integrator_means_its_results_run_again_and_come_to_the_client() {
 #[test]
 fn an_integrator_that_does_not_answer_is_given_up_after_the_task_timeout() {
     let mut t = tracker(1);
-    t.apply_plan(0, plan(&[0], INTEGRATOR));
+    t.apply_plan(0, plan(&[0], INTEGRATOR), price(), promise);
     commands(&mut t);
-    t.on_result(10, report(0, Some(INTEGRATOR)), price());
+    t.on_result(10, report(0, Some(INTEGRATOR)));
     assert!(matches!(
         commands(&mut t).as_slice(),
         [JobCommand::Integrate { .. }]
@@ -156,22 +155,22 @@ fn an_integrator_that_does_not_answer_is_given_up_after_the_task_timeout() {
 #[test]
 fn an_integrator_error_also_falls_back_to_the_client() {
     let mut t = tracker(1);
-    t.apply_plan(0, plan(&[0], INTEGRATOR));
+    t.apply_plan(0, plan(&[0], INTEGRATOR), price(), promise);
     commands(&mut t);
-    t.on_result(1, report(0, Some(INTEGRATOR)), price());
+    t.on_result(1, report(0, Some(INTEGRATOR)));
     commands(&mut t);
     t.on_integrated(id(INTEGRATOR), Err("missing 1 task".into()));
     assert_eq!(t.progress().pending, 1);
-    t.apply_plan(2, plan(&[0], INTEGRATOR));
+    t.apply_plan(2, plan(&[0], INTEGRATOR), price(), promise);
     commands(&mut t);
-    t.on_result(3, report(0, None), price());
+    t.on_result(3, report(0, None));
     assert!(matches!(t.outcome(), Some(JobOutcome::Done(_))));
 }
 
 #[test]
 fn a_failed_job_tells_the_integrator_to_forget_it() {
     let mut t = tracker(2);
-    t.apply_plan(0, plan(&[0, 1], INTEGRATOR));
+    t.apply_plan(0, plan(&[0, 1], INTEGRATOR), price(), promise);
     commands(&mut t);
     t.cancel("user");
     let cmds = commands(&mut t);
@@ -189,7 +188,7 @@ fn a_failed_job_tells_the_integrator_to_forget_it() {
 #[test]
 fn results_to_the_client_need_no_integrator() {
     let mut t = tracker(2);
-    t.apply_plan(0, plan(&[0, 1], CLIENT));
+    t.apply_plan(0, plan(&[0, 1], CLIENT), price(), promise);
     assert_eq!(t.integrator(), None);
     assert!(commands(&mut t).iter().all(|c| matches!(
         c,
@@ -198,10 +197,10 @@ fn results_to_the_client_need_no_integrator() {
             ..
         }
     )));
-    t.on_result(1, report(0, None), price());
+    t.on_result(1, report(0, None));
     // Counted once.
-    assert!(t.on_result(1, report(0, None), price()).is_none());
-    t.on_result(1, report(1, None), price());
+    assert!(t.on_result(1, report(0, None)).charge().is_none());
+    t.on_result(1, report(1, None));
     assert_eq!(t.progress().duplicates, 1);
     assert_eq!(
         t.outcome(),
@@ -227,7 +226,7 @@ fn restored_results_are_not_run_again_and_the_client_integrates() {
     assert_eq!(t.progress().done, 2);
 
     // The scheduler names an integrator: ignored, the client holds results.
-    t.apply_plan(0, plan(&[0, 2], INTEGRATOR));
+    t.apply_plan(0, plan(&[0, 2], INTEGRATOR), price(), promise);
     assert!(commands(&mut t).iter().all(|c| matches!(
         c,
         JobCommand::Place {
@@ -236,10 +235,10 @@ fn restored_results_are_not_run_again_and_the_client_integrates() {
         }
     )));
     assert_eq!(
-        t.on_result(1, report(0, None), price()),
+        t.on_result(1, report(0, None)).charge(),
         Some(Bounty::from_micros(1000))
     );
-    assert!(t.on_result(1, report(2, None), price()).is_some());
+    assert!(t.on_result(1, report(2, None)).charge().is_some());
     let Some(JobOutcome::Done(results)) = t.outcome() else {
         panic!("{:?}", t.outcome());
     };

@@ -5,11 +5,11 @@
 use bytes::Bytes;
 use lppsp_core::component::{Placement, Plan};
 use lppsp_core::job::{JobCommand, JobOutcome, JobTracker, TaskReport};
-use lppsp_core::money::{Bounty, Price};
+use lppsp_core::money::Bounty;
 use lppsp_core::NodeId;
 
 mod common;
-use common::{id, tracker, CLIENT};
+use common::{id, price, promise, tracker, CLIENT};
 
 fn plan(placements: &[(u64, u8)]) -> Plan {
     Plan {
@@ -50,7 +50,7 @@ fn result(t: &mut JobTracker, task: u64, node: u8, value: u8) {
         power: 100,
         held_by: None,
     };
-    t.on_result(0, report, Price::from_units(1).unwrap());
+    t.on_result(0, report);
 }
 
 fn done(t: &JobTracker) -> Vec<Bytes> {
@@ -64,7 +64,7 @@ fn done(t: &JobTracker) -> Vec<Bytes> {
 fn each_input_runs_k_times_and_agreeing_results_are_accepted_once() {
     let mut t = tracker(2, 2);
     assert_eq!(t.pending_count(), 4);
-    t.apply_plan(0, plan(&[(0, 1), (1, 2), (2, 1), (3, 2)]));
+    t.apply_plan(0, plan(&[(0, 1), (1, 2), (2, 1), (3, 2)]), price(), promise);
     let p = placed(&mut t);
     assert_eq!(p.len(), 4);
     // Results come back to the client, never to an integrator.
@@ -81,14 +81,14 @@ fn each_input_runs_k_times_and_agreeing_results_are_accepted_once() {
 #[test]
 fn two_replicas_of_one_input_never_share_a_node() {
     let mut t = tracker(1, 2);
-    t.apply_plan(0, plan(&[(0, 1), (1, 1)]));
+    t.apply_plan(0, plan(&[(0, 1), (1, 1)]), price(), promise);
     assert_eq!(placed(&mut t), vec![(0, id(1))]);
     assert_eq!(t.pending_count(), 1);
     // The skipped replica avoids the node from now on.
     let pending = t.pending_tasks(10);
     assert_eq!(pending.len(), 1);
     assert!(pending[0].avoid.contains(&id(1)));
-    t.apply_plan(1, plan(&[(1, 2)]));
+    t.apply_plan(1, plan(&[(1, 2)]), price(), promise);
     assert_eq!(placed(&mut t), vec![(1, id(2))]);
 }
 
@@ -97,7 +97,7 @@ fn a_disagreeing_node_is_outvoted_counted_and_excluded() {
     // Node 3 lies. Input 0 runs on 1 and 3: they disagree, a third
     // replica runs on 2 and agrees with 1.
     let mut t = tracker(2, 2);
-    t.apply_plan(0, plan(&[(0, 1), (1, 3), (2, 3), (3, 2)]));
+    t.apply_plan(0, plan(&[(0, 1), (1, 3), (2, 3), (3, 2)]), price(), promise);
     assert_eq!(placed(&mut t).len(), 4);
     result(&mut t, 0, 1, 10);
     result(&mut t, 1, 3, 99);
@@ -107,7 +107,7 @@ fn a_disagreeing_node_is_outvoted_counted_and_excluded() {
     let extra = pending[0].task;
     assert!(pending[0].avoid.contains(&id(1)) && pending[0].avoid.contains(&id(3)));
     // Input 1's replica on the liar is still running.
-    t.apply_plan(1, plan(&[(extra, 2)]));
+    t.apply_plan(1, plan(&[(extra, 2)]), price(), promise);
     assert_eq!(placed(&mut t), vec![(extra, id(2))]);
     result(&mut t, extra, 2, 10);
     // Accepted; the liar is excluded and its task for input 1 cancelled.
@@ -130,9 +130,9 @@ fn a_disagreeing_node_is_outvoted_counted_and_excluded() {
     let pending = t.pending_tasks(10);
     assert_eq!(pending.len(), 1, "{pending:?}");
     assert!(pending[0].avoid.contains(&id(3)) && pending[0].avoid.contains(&id(2)));
-    t.apply_plan(2, plan(&[(pending[0].task, 3)]));
+    t.apply_plan(2, plan(&[(pending[0].task, 3)]), price(), promise);
     assert!(placed(&mut t).is_empty(), "the liar got work");
-    t.apply_plan(3, plan(&[(pending[0].task, 1)]));
+    t.apply_plan(3, plan(&[(pending[0].task, 1)]), price(), promise);
     assert_eq!(placed(&mut t).len(), 1);
     result(&mut t, pending[0].task, 1, 20);
     assert_eq!(done(&t), vec![Bytes::from(vec![10]), Bytes::from(vec![20])]);
@@ -155,7 +155,7 @@ fn endless_disagreement_fails_the_job_instead_of_looping() {
                 (task, node)
             })
             .collect();
-        t.apply_plan(round, plan(&placements));
+        t.apply_plan(round, plan(&placements), price(), promise);
         for (task, n) in placed(&mut t) {
             let who = n.as_bytes()[7];
             result(&mut t, task, who, who);

@@ -187,6 +187,19 @@ pub fn encode(status: &Value) -> Result<String, std::fmt::Error> {
         }
     }
     reg.register("beacons_dropped", "Beacons dropped, by reason", dropped);
+    let refused = Family::<Labels, Counter>::default();
+    if let Some(reasons) = status["member_refusals"].as_object() {
+        for (reason, n) in reasons {
+            refused
+                .get_or_create(&vec![("reason".into(), reason.clone())])
+                .inc_by(uint(n));
+        }
+    }
+    reg.register(
+        "member_refusals",
+        "Frames, beacons and claims refused from members, by reason",
+        refused,
+    );
     counter(
         &mut reg,
         "connections_refused",

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use lppsp_core::job::TaskReport;
+use lppsp_core::charge::Granted;
 use lppsp_core::money::{Bounty, Price};
 use lppsp_core::wire::JobId;
 use lppsp_core::NodeId;
@@ -32,18 +32,17 @@ pub struct TaskCharge {
 }
 
 impl TaskCharge {
-    /// What `report` (a result of `job`'s task at `price`) will be charged
-    /// as, once the tracker has counted it and priced it (`charge` is zero
-    /// until then: `TaskCharge { charge, ..this }`).
+    /// The charge the job tracker granted for `payee`'s result of a task
+    /// of `job` (price, power and time as granted, not as reported).
     #[must_use]
-    pub fn of_report(job: JobId, report: &TaskReport, price: Price, fuel: Option<u64>) -> Self {
+    pub fn granted(job: JobId, payee: NodeId, granted: &Granted, fuel: Option<u64>) -> Self {
         Self {
             job,
-            payee: report.node,
-            price,
-            power: report.power,
-            micros: report.micros,
-            charge: Bounty::ZERO,
+            payee,
+            price: granted.price,
+            power: granted.power,
+            micros: granted.micros,
+            charge: granted.charge,
             fuel,
         }
     }

@@ -12,7 +12,9 @@ use lppsp_core::book::Book;
 use lppsp_core::component::{
     Constraints, Executor, PeerView, PlacementRequest, Scheduler, Transport,
 };
-use lppsp_core::job::{JobCommand, JobFailure, JobOutcome, JobSpec, JobTracker, TaskReport};
+use lppsp_core::job::{
+    JobCommand, JobFailure, JobOutcome, JobSpec, JobTracker, ResultOutcome, TaskReport,
+};
 use lppsp_core::money::{Bounty, Price};
 use lppsp_core::wire::{Arch, Body, Frame, JobId, KernelName, Message};
 use lppsp_core::NodeId;
@@ -24,6 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::journal::{JobJournal, ResultLog};
 use crate::links::{Links, NetEvent};
+use crate::refusals::MemberRefusals;
 
 /// Most tasks one job may have.
 pub const MAX_TASKS: u64 = 10_000_000;
@@ -214,6 +217,8 @@ struct ClientJob {
 
 /// Every job this node has submitted, and its links to compute nodes.
 pub struct Client {
+    /// Results and claims refused from members, counted.
+    refusals: MemberRefusals,
     me: NodeId,
     jobs: BTreeMap<JobId, ClientJob>,
     links: Links,
@@ -249,11 +254,13 @@ impl Client {
         transport: Arc<dyn Transport>,
         scheduler: Box<dyn Scheduler>,
         executor: Arc<dyn Executor>,
-        net_tx: mpsc::UnboundedSender<NetEvent>,
+        net_tx: mpsc::Sender<NetEvent>,
         seed: u64,
         down_ms: u64,
+        refusals: MemberRefusals,
     ) -> Self {
         Self {
+            refusals,
             me,
             jobs: BTreeMap::new(),
             links: Links::new(transport, net_tx),
@@ -508,7 +515,6 @@ impl Client {
 
     /// Handles a frame from a compute node or an integrator.
     pub fn on_frame(&mut self, now_ms: u64, peer: NodeId, frame: Frame, book: &Book) {
-        let price = frame.price;
         match frame.message {
             Message::Result { job, task, ok } => {
                 let Some(j) = self.jobs.get_mut(&job) else {
@@ -521,14 +527,34 @@ impl Client {
                 else {
                     return;
                 };
-                let metered = TaskCharge::of_report(job, &report, price, fuel);
+                let payee = report.node;
                 let kept = (j.results.is_some() && report.held_by.is_none() && report.ok)
                     .then(|| report.body.clone());
-                if let Some(charge) = j.tracker.on_result(now_ms, report, price) {
-                    if let (Some(log), Some(body)) = (&mut j.results, kept) {
-                        log.append(task, &body);
+                match j.tracker.on_result(now_ms, report) {
+                    ResultOutcome::Counted(granted) => {
+                        if let (Some(log), Some(body)) = (&mut j.results, kept) {
+                            log.append(task, &body);
+                        }
+                        for reason in granted.cuts.reasons() {
+                            self.refusals.refuse(
+                                payee,
+                                reason,
+                                &format_args!("job {job} task {task}"),
+                            );
+                        }
+                        self.metered
+                            .push(TaskCharge::granted(job, payee, &granted, fuel));
                     }
-                    self.metered.push(TaskCharge { charge, ..metered });
+                    ResultOutcome::Ignored(why) => {
+                        if let Some(reason) = why.member_fault() {
+                            self.refusals.refuse(
+                                peer,
+                                reason,
+                                &format_args!("job {job} task {task}"),
+                            );
+                        }
+                    }
+                    ResultOutcome::Failed => {}
                 }
             }
             Message::Integrated { job, ok } => {
@@ -646,7 +672,8 @@ impl Client {
                     };
                     let plan = self.scheduler.place(&request);
                     if let Some(job) = self.jobs.get_mut(&id) {
-                        job.tracker.apply_plan(now_ms, plan);
+                        job.tracker
+                            .apply_plan(now_ms, plan, price, |n| book.promise(n));
                     }
                 }
             }

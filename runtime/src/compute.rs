@@ -20,6 +20,8 @@ use lppsp_core::NodeId;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use crate::refusals::MemberRefusals;
+
 /// Settings of the compute service.
 #[derive(Debug, Clone)]
 pub struct ComputeConfig {
@@ -30,11 +32,19 @@ pub struct ComputeConfig {
     pub max_input_bytes: u64,
     /// Tasks accepted beyond the running ones before refusing as busy.
     pub max_queue: u64,
+    /// Tasks one client may have queued or running here.
+    pub max_tasks_per_client: u64,
+    /// Input bytes of all queued or running tasks together.
+    pub max_queued_bytes: u64,
+    /// Input bytes of one client's queued or running tasks.
+    pub max_queued_bytes_per_client: u64,
     /// When false the node refuses every task as unavailable.
     pub sharing: bool,
 }
 
 struct Work {
+    /// Input bytes, held against the client's quota until the task ends.
+    size: u64,
     /// Fuel the client allows each task (`Fuel-Limit`), if it set one.
     fuel: Option<u64>,
     client: NodeId,
@@ -59,6 +69,53 @@ struct Placed {
 /// Tasks queued or running, by (client, job, task).
 type Running = Arc<Mutex<HashMap<(NodeId, JobId, u64), Placed>>>;
 
+/// What each client has queued or running here, so that no one client
+/// fills this node's memory or queue: past its share it is refused as
+/// busy, which a client understands as "place it elsewhere".
+#[derive(Debug, Default)]
+struct Quota {
+    per_client: HashMap<NodeId, (u64, u64)>,
+    bytes: u64,
+}
+
+impl Quota {
+    /// Takes room for one task of `bytes` from `client`, or says which
+    /// limit it would pass.
+    fn admit(
+        &mut self,
+        cfg: &ComputeConfig,
+        client: NodeId,
+        bytes: u64,
+    ) -> Result<(), &'static str> {
+        let (tasks, client_bytes) = self.per_client.get(&client).copied().unwrap_or((0, 0));
+        if tasks >= cfg.max_tasks_per_client {
+            return Err("client_task_quota");
+        }
+        if client_bytes.saturating_add(bytes) > cfg.max_queued_bytes_per_client {
+            return Err("client_byte_quota");
+        }
+        if self.bytes.saturating_add(bytes) > cfg.max_queued_bytes {
+            return Err("node_byte_quota");
+        }
+        self.per_client
+            .insert(client, (tasks + 1, client_bytes.saturating_add(bytes)));
+        self.bytes = self.bytes.saturating_add(bytes);
+        Ok(())
+    }
+
+    /// Gives back the room of a task that ended.
+    fn release(&mut self, client: NodeId, bytes: u64) {
+        if let Some((tasks, b)) = self.per_client.get_mut(&client) {
+            *tasks = tasks.saturating_sub(1);
+            *b = b.saturating_sub(bytes);
+            if *tasks == 0 {
+                self.per_client.remove(&client);
+            }
+        }
+        self.bytes = self.bytes.saturating_sub(bytes);
+    }
+}
+
 /// Counters the node reports in its status.
 #[derive(Debug, Default)]
 pub struct ComputeStats {
@@ -82,6 +139,8 @@ pub struct ComputeService {
     /// Tasks queued or running.
     load: Arc<AtomicU64>,
     running: Running,
+    quota: Arc<Mutex<Quota>>,
+    refusals: MemberRefusals,
     pub stats: Arc<ComputeStats>,
     /// Clients refused work: their claimed bounty exceeds what the ledger
     /// says they have (DESIGN 4.8).
@@ -96,12 +155,18 @@ pub type Relay = mpsc::UnboundedSender<(NodeId, Frame)>;
 
 impl ComputeService {
     /// Starts `cfg.slots` worker threads.
-    pub fn start(cfg: ComputeConfig, executor: Arc<dyn Executor>, relay: Relay) -> Arc<Self> {
+    pub fn start(
+        cfg: ComputeConfig,
+        executor: Arc<dyn Executor>,
+        relay: Relay,
+        refusals: MemberRefusals,
+    ) -> Arc<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<Work>();
         let rx = Arc::new(Mutex::new(rx));
         let load = Arc::new(AtomicU64::new(0));
         let running = Arc::new(Mutex::new(HashMap::new()));
         let stats = Arc::new(ComputeStats::default());
+        let quota = Arc::new(Mutex::new(Quota::default()));
         for i in 0..cfg.slots.max(1) {
             let rx = rx.clone();
             let limits = TaskLimits {
@@ -114,6 +179,7 @@ impl ComputeService {
                 power: cfg.power,
                 load: load.clone(),
                 running: running.clone(),
+                quota: quota.clone(),
                 stats: stats.clone(),
                 relay: relay.clone(),
             };
@@ -130,6 +196,8 @@ impl ComputeService {
             queue: tx,
             load,
             running,
+            quota,
+            refusals,
             stats,
             refused_clients: Mutex::new(std::collections::HashSet::new()),
             available: std::sync::atomic::AtomicBool::new(true),
@@ -246,6 +314,16 @@ impl ComputeService {
                 if self.load() >= u64::from(self.cfg.slots) + self.cfg.max_queue {
                     return refuse(RefuseReason::Busy);
                 }
+                let size = input.len() as u64;
+                let admitted = match self.quota.lock() {
+                    Ok(mut q) => q.admit(&self.cfg, client, size),
+                    Err(_) => Err("node_byte_quota"),
+                };
+                if let Err(quota) = admitted {
+                    self.refusals
+                        .refuse(client, quota, &format_args!("job {job} task {task}"));
+                    return refuse(RefuseReason::Busy);
+                }
                 let cancel = CancelFlag::new();
                 if let Ok(mut running) = self.running.lock() {
                     let placed = Placed {
@@ -257,6 +335,7 @@ impl ComputeService {
                 }
                 self.load.fetch_add(1, Ordering::Relaxed);
                 let work = Work {
+                    size,
                     fuel,
                     client,
                     job,
@@ -270,6 +349,9 @@ impl ComputeService {
                 };
                 if self.queue.send(work).is_err() {
                     self.load.fetch_sub(1, Ordering::Relaxed);
+                    if let Ok(mut q) = self.quota.lock() {
+                        q.release(client, size);
+                    }
                     return refuse(RefuseReason::Unavailable);
                 }
                 let _ = reply.send(Frame::new(price, Message::Accept { job, task }));
@@ -308,6 +390,7 @@ struct WorkerContext {
     power: u64,
     load: Arc<AtomicU64>,
     running: Running,
+    quota: Arc<Mutex<Quota>>,
     stats: Arc<ComputeStats>,
     relay: Relay,
 }
@@ -319,6 +402,7 @@ fn worker(rx: Arc<Mutex<std::sync::mpsc::Receiver<Work>>>, ctx: WorkerContext) {
         power,
         load,
         running,
+        quota,
         stats,
         relay,
     } = ctx;
@@ -340,7 +424,11 @@ fn worker(rx: Arc<Mutex<std::sync::mpsc::Receiver<Work>>>, ctx: WorkerContext) {
                 input: &work.input,
             };
             let limits = TaskLimits {
-                fuel: work.fuel.or(limits.fuel),
+                // A client may ask for less fuel than this node allows, never more.
+                fuel: match (work.fuel, limits.fuel) {
+                    (Some(asked), Some(allowed)) => Some(asked.min(allowed)),
+                    (asked, allowed) => asked.or(allowed),
+                },
                 ..limits
             };
             let outcome = executor.run(&spec, &limits, &work.cancel);
@@ -392,6 +480,9 @@ fn worker(rx: Arc<Mutex<std::sync::mpsc::Receiver<Work>>>, ctx: WorkerContext) {
         }
         if let Ok(mut r) = running.lock() {
             r.remove(&key);
+        }
+        if let Ok(mut q) = quota.lock() {
+            q.release(work.client, work.size);
         }
         load.fetch_sub(1, Ordering::Relaxed);
     }
@@ -468,10 +559,14 @@ mod tests {
                 task_timeout: Duration::from_secs(30),
                 max_input_bytes: 1 << 20,
                 max_queue: 4,
+                max_tasks_per_client: 8,
+                max_queued_bytes: 1 << 20,
+                max_queued_bytes_per_client: 1 << 20,
                 sharing: true,
             },
             Arc::new(Hold(release.clone())),
             relay,
+            MemberRefusals::default(),
         );
         let client = NodeId::from_public_key_der(b"client");
         let (old_tx, mut old_rx) = mpsc::unbounded_channel();
@@ -494,5 +589,60 @@ mod tests {
         assert_eq!(stats.tasks_cancelled.load(Ordering::Relaxed), 1);
         assert_eq!(stats.tasks_done.load(Ordering::Relaxed), 1);
         assert_eq!(stats.tasks_failed.load(Ordering::Relaxed), 0);
+    }
+
+    fn refusals(rx: &mut mpsc::UnboundedReceiver<Frame>) -> Vec<(u64, RefuseReason)> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .filter_map(|f| match f.message {
+                Message::Refuse { task, reason, .. } => Some((task, reason)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_client_cannot_take_more_than_its_share_of_the_queue() {
+        let release = Arc::new(AtomicBool::new(false));
+        let (relay, _relayed) = mpsc::unbounded_channel();
+        let refused = MemberRefusals::default();
+        let compute = ComputeService::start(
+            ComputeConfig {
+                slots: 1,
+                power: 100,
+                task_timeout: Duration::from_secs(30),
+                max_input_bytes: 1 << 20,
+                max_queue: 100,
+                max_tasks_per_client: 3,
+                max_queued_bytes: 1 << 20,
+                max_queued_bytes_per_client: 1 << 20,
+                sharing: true,
+            },
+            Arc::new(Hold(release.clone())),
+            relay,
+            refused.clone(),
+        );
+        let greedy = NodeId::from_public_key_der(b"greedy");
+        let other = NodeId::from_public_key_der(b"other");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (other_tx, mut other_rx) = mpsc::unbounded_channel();
+        for t in 0..5 {
+            compute.on_frame(greedy, task(t), &tx);
+        }
+        compute.on_frame(other, task(0), &other_tx);
+        assert_eq!(compute.load(), 4);
+        assert_eq!(
+            refusals(&mut rx),
+            vec![(3, RefuseReason::Busy), (4, RefuseReason::Busy)]
+        );
+        assert_eq!(refusals(&mut other_rx), vec![]);
+        assert_eq!(refused.count("client_task_quota"), 2);
+        // Once its tasks end, the client has its share again.
+        release.store(true, Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while compute.load() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        compute.on_frame(greedy, task(9), &tx);
+        assert!(refusals(&mut rx).is_empty());
     }
 }

@@ -124,10 +124,11 @@ impl Integrator {
             .jobs
             .get(&(client, job))
             .ok_or_else(|| format!("no results held for job {job}"))?;
-        let have = held.results.len() as u64;
-        let complete = have == tasks && held.results.keys().copied().eq(0..tasks);
-        if !complete {
-            let missing = (0..tasks).filter(|t| !held.results.contains_key(t)).count();
+        // `tasks` comes from the wire: count what is held below it (bounded
+        // by what is held), never walk 0..tasks.
+        let have = held.results.range(..tasks).count() as u64;
+        if have != tasks || held.results.len() as u64 != tasks {
+            let missing = tasks.saturating_sub(have);
             return Err(format!(
                 "{missing} of {tasks} task results are missing here"
             ));

@@ -18,6 +18,7 @@ pub mod links;
 pub mod node;
 pub mod power;
 pub mod private;
+pub mod refusals;
 pub mod sharing;
 
 /// A node that could not start or run.

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use lppsp_core::book::Book;
@@ -12,7 +13,7 @@ use lppsp_core::component::{
 };
 use lppsp_core::wire::{Body, Frame, JobId, KernelName, Message, RefuseReason};
 use lppsp_core::NodeId;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tracing::{debug, warn, Instrument};
 
 use crate::compute::ComputeService;
@@ -66,11 +67,11 @@ pub struct Links {
     incoming: HashMap<NodeId, Outbox>,
     waiting: HashMap<NodeId, Waiting>,
     transport: Arc<dyn Transport>,
-    events: mpsc::UnboundedSender<NetEvent>,
+    events: mpsc::Sender<NetEvent>,
 }
 
 impl Links {
-    pub fn new(transport: Arc<dyn Transport>, events: mpsc::UnboundedSender<NetEvent>) -> Self {
+    pub fn new(transport: Arc<dyn Transport>, events: mpsc::Sender<NetEvent>) -> Self {
         Self {
             links: HashMap::new(),
             next_serial: 0,
@@ -214,7 +215,7 @@ fn open_link(
     node: NodeId,
     serial: LinkSerial,
     addr: SocketAddr,
-    events: mpsc::UnboundedSender<NetEvent>,
+    events: mpsc::Sender<NetEvent>,
 ) -> Outbox {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(
@@ -226,7 +227,7 @@ fn open_link(
                     let _ = events.send(NetEvent::Closed {
                         peer: node,
                         link: serial,
-                    });
+                    }).await;
                     return;
                 }
             };
@@ -235,16 +236,16 @@ fn open_link(
                 let _ = events.send(NetEvent::Closed {
                         peer: node,
                         link: serial,
-                    });
+                    }).await;
                 return;
             }
             let (writer, reader) = conn.split();
-            tokio::spawn(write_batches(writer, rx).in_current_span());
+            tokio::spawn(write_batches(writer, rx, None).in_current_span());
             forward_frames(node, reader, &events, None).await;
             let _ = events.send(NetEvent::Closed {
                         peer: node,
                         link: serial,
-                    });
+                    }).await;
         }
         .in_current_span(),
     );
@@ -255,7 +256,7 @@ fn open_link(
 async fn forward_frames(
     peer: NodeId,
     mut reader: Box<dyn FrameReader>,
-    events: &mpsc::UnboundedSender<NetEvent>,
+    events: &mpsc::Sender<NetEvent>,
     reply: Option<&Outbox>,
 ) {
     loop {
@@ -266,7 +267,7 @@ async fn forward_frames(
                     frame,
                     reply: reply.cloned(),
                 };
-                if events.send(ev).is_err() {
+                if events.send(ev).await.is_err() {
                     return;
                 }
             }
@@ -287,22 +288,35 @@ pub async fn serve_connection(
     conn: Box<dyn Connection>,
     compute: Option<Arc<ComputeService>>,
     executor: Arc<dyn Executor>,
-    events: mpsc::UnboundedSender<NetEvent>,
+    events: mpsc::Sender<NetEvent>,
 ) {
     let peer = conn.peer().node;
     let (writer, mut reader) = conn.split();
     let (reply_tx, reply_rx) = mpsc::unbounded_channel();
-    let writer_task = tokio::spawn(write_batches(writer, reply_rx).in_current_span());
-    let _ = events.send(NetEvent::Incoming {
-        peer,
-        reply: reply_tx.clone(),
-    });
+    let backlog = Arc::new(Backlog::default());
+    let writer_task =
+        tokio::spawn(write_batches(writer, reply_rx, Some(backlog.clone())).in_current_span());
+    let _ = events
+        .send(NetEvent::Incoming {
+            peer,
+            reply: reply_tx.clone(),
+        })
+        .await;
     // Whether the peer broke the framing (or was too slow): then the
     // connection is closed at once, both ways, not kept for replies.
     let mut violated = false;
     loop {
+        // A peer that sends without reading our answers waits here, so
+        // answers owed to it cannot pile up in this node's memory.
+        backlog.wait_below(MAX_REPLY_BACKLOG).await;
         let frame = match reader.read_frame().await {
-            Ok(Some(frame)) => frame,
+            Ok(Some(frame)) => {
+                // Every Task is answered here (accepted or refused).
+                if matches!(frame.message, Message::Task { .. }) {
+                    backlog.read.fetch_add(1, Ordering::Relaxed);
+                }
+                frame
+            }
             Ok(None) => break,
             Err(TransportError::BadFrame(e)) => {
                 if let Some(c) = &compute {
@@ -328,13 +342,10 @@ pub async fn serve_connection(
                 break;
             }
         };
-        let to_driver = |frame: Frame| {
-            let ev = NetEvent::Frame {
-                peer,
-                frame,
-                reply: Some(reply_tx.clone()),
-            };
-            events.send(ev).is_ok()
+        let to_driver = |frame: Frame| NetEvent::Frame {
+            peer,
+            frame,
+            reply: Some(reply_tx.clone()),
         };
         match (&frame.message, &compute) {
             // Loaded here, before the next frame is read, so that the
@@ -345,7 +356,7 @@ pub async fn serve_connection(
             // Cancel of a whole job is also for an integrator holding its results.
             (Message::Cancel { task: None, .. }, Some(c)) => {
                 c.on_frame(peer, frame.clone(), &reply_tx);
-                if !to_driver(frame) {
+                if events.send(to_driver(frame)).await.is_err() {
                     break;
                 }
             }
@@ -361,7 +372,7 @@ pub async fn serve_connection(
                 let _ = reply_tx.send(Frame::new(frame.price, refuse));
             }
             _ => {
-                if !to_driver(frame) {
+                if events.send(to_driver(frame)).await.is_err() {
                     break;
                 }
             }
@@ -376,10 +387,12 @@ pub async fn serve_connection(
     }
     // The driver drops its copy of `reply_tx`, which lets the writer
     // finish (and the connection close) once the queued answers are out.
-    let _ = events.send(NetEvent::IncomingClosed {
-        peer,
-        reply: reply_tx.clone(),
-    });
+    let _ = events
+        .send(NetEvent::IncomingClosed {
+            peer,
+            reply: reply_tx.clone(),
+        })
+        .await;
     drop(reply_tx);
     if violated {
         writer_task.abort();
@@ -413,10 +426,49 @@ async fn load_module(
     }
 }
 
-/// Writes frames from `rx` in batches: whatever is queued goes in one write.
+/// Tasks read from a connection whose answer may still be owed: each Task
+/// is answered at once (accepted or refused), so reading waits while more
+/// than this many Tasks were read than frames were written back.
+const MAX_REPLY_BACKLOG: u64 = 1 << 16;
+
+/// Frames read from and written to one incoming connection.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    read: AtomicU64,
+    written: AtomicU64,
+    progress: Notify,
+}
+
+impl Backlog {
+    /// Waits until fewer than `max` frames read are unanswered.
+    async fn wait_below(&self, max: u64) {
+        loop {
+            let progress = self.progress.notified();
+            tokio::pin!(progress);
+            progress.as_mut().enable();
+            let owed = self
+                .read
+                .load(Ordering::Relaxed)
+                .saturating_sub(self.written.load(Ordering::Relaxed));
+            if owed < max {
+                return;
+            }
+            progress.await;
+        }
+    }
+
+    fn wrote(&self, frames: usize) {
+        self.written.fetch_add(frames as u64, Ordering::Relaxed);
+        self.progress.notify_waiters();
+    }
+}
+
+/// Writes frames from `rx` in batches: whatever is queued goes in one
+/// write. `backlog`, on an incoming connection, learns of each write.
 pub async fn write_batches(
     mut writer: Box<dyn FrameWriter>,
     mut rx: mpsc::UnboundedReceiver<Frame>,
+    backlog: Option<Arc<Backlog>>,
 ) {
     let mut batch = Vec::with_capacity(256);
     while let Some(first) = rx.recv().await {
@@ -430,6 +482,9 @@ pub async fn write_batches(
         if let Err(e) = writer.write_frames(&batch).await {
             debug!(error = %e, "write failed; connection done");
             return;
+        }
+        if let Some(b) = &backlog {
+            b.wrote(batch.len());
         }
         batch.clear();
     }

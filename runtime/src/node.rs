@@ -28,6 +28,7 @@ use crate::control::{self, ControlRequest, Request};
 use crate::integrator::{self, Integrator};
 use crate::join::JoinService;
 use crate::links::{self, NetEvent};
+use crate::refusals::MemberRefusals;
 use crate::sharing::Sharing;
 use crate::{beacon_socket, power, NodeError};
 
@@ -193,7 +194,10 @@ async fn run_inner(
         .executor(&cfg.executor)
         .map_err(|e| NodeError::Startup(e.to_string()))?;
     let (relay_tx, relay_rx) = mpsc::unbounded_channel();
-    let (net_tx, net_rx) = mpsc::unbounded_channel();
+    // Bounded: a connection whose frames the driver has not taken yet
+    // waits before reading more (backpressure to the peer).
+    let (net_tx, net_rx) = mpsc::channel(NET_EVENTS_QUEUED);
+    let refusals = MemberRefusals::default();
     let compute = cfg.node.role.computes().then(|| {
         ComputeService::start(
             ComputeConfig {
@@ -202,10 +206,14 @@ async fn run_inner(
                 task_timeout: Duration::from_secs(cfg.share.task_timeout_s),
                 max_input_bytes: cfg.share.max_input_bytes,
                 max_queue: 1 << 16,
+                max_tasks_per_client: cfg.share.max_tasks_per_client,
+                max_queued_bytes: cfg.share.max_queued_bytes,
+                max_queued_bytes_per_client: cfg.share.max_queued_bytes_per_client,
                 sharing: true,
             },
             executor.clone(),
             relay_tx.clone(),
+            refusals.clone(),
         )
     });
     // Incoming connections: clients placing tasks here, compute nodes
@@ -261,6 +269,7 @@ async fn run_inner(
         net_tx,
         wall_ms(),
         expiry_ms,
+        refusals.clone(),
     );
     if cfg.node.role.submits() {
         let journal = crate::journal::JobJournal::open(&cfg.node.data_dir)
@@ -311,6 +320,7 @@ async fn run_inner(
         sync_turn: 0,
         join,
         sharing,
+        refusals,
     };
     driver
         .run(control_rx, net_rx, relay_rx, stored_rx, shutdown)
@@ -380,7 +390,12 @@ struct Driver {
     join: Option<Arc<JoinService>>,
     /// Whether the owner lets this node compute now.
     sharing: Sharing,
+    /// What this node refused from members, by reason.
+    refusals: MemberRefusals,
 }
+
+/// Network events queued for the driver, at most.
+const NET_EVENTS_QUEUED: usize = 8192;
 
 /// Ticks between two anti-entropy steps (our heads to one peer).
 const SYNC_EVERY_TICKS: u64 = 10;
@@ -396,7 +411,7 @@ impl Driver {
     async fn run(
         &mut self,
         mut control_rx: mpsc::Receiver<ControlRequest>,
-        mut net_rx: mpsc::UnboundedReceiver<NetEvent>,
+        mut net_rx: mpsc::Receiver<NetEvent>,
         mut relay_rx: mpsc::UnboundedReceiver<(NodeId, lppsp_core::wire::Frame)>,
         mut stored_rx: mpsc::UnboundedReceiver<Stored>,
         shutdown: CancellationToken,
@@ -552,6 +567,9 @@ impl Driver {
                 Message::Integrate { job, tasks, kernel } => {
                     let (job, kernel) = (*job, kernel.clone());
                     let results = self.integrator.take_for_integration(peer, job, *tasks);
+                    if let Err(why) = &results {
+                        self.refusals.refuse(peer, "integrate_incomplete", why);
+                    }
                     let executor = self.integrator.executor();
                     let price = self.market.price();
                     let relay = self.relay_tx.clone();
@@ -1125,6 +1143,7 @@ impl Driver {
             "sharing": self.sharing.status(),
             "join": self.join.as_ref().map(|j| json!({"listen": j.local_addr().to_string(), "pending": j.pending().len()})),
             "connections_refused": self.transport.refused_connections(),
+            "member_refusals": self.refusals.counts(),
             "transport_counters": self.transport.counters().into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
         })
     }

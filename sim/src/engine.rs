@@ -23,10 +23,11 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use bytes::Bytes;
 use lppsp_core::beacon::VerifiedBeacon;
 use lppsp_core::book::{Book, BookConfig, BookEvent};
+use lppsp_core::charge::Promise;
 use lppsp_core::component::scheduler::{Constraints, PeerView, PlacementRequest};
 use lppsp_core::component::{Balancer, MarketSample, PriceProposal, Scheduler};
 use lppsp_core::config::ComponentSection;
-use lppsp_core::job::{JobOutcome, JobSpec, JobTracker, TaskReport};
+use lppsp_core::job::{JobOutcome, JobSpec, JobTracker, ResultOutcome, TaskReport};
 use lppsp_core::market::{self, Committed, Market, MarketConfig, MarketOutput};
 use lppsp_core::money::{Bounty, Price};
 use lppsp_core::registry::Registry;
@@ -1124,7 +1125,10 @@ impl<'a> Sim<'a> {
             };
             let plan = scheduler.place(&request);
             if let Some(job) = n.jobs.get_mut(id) {
-                job.tracker.apply_plan(now, plan);
+                let book = self.books.get(d);
+                job.tracker.apply_plan(now, plan, price, |node| {
+                    book.map_or(Promise { power: 0, slots: 0 }, |b| b.promise(node))
+                });
             }
         }
         if let Some(v) = self.views.get_mut(d) {
@@ -1278,7 +1282,6 @@ impl<'a> Sim<'a> {
                 let Some(j) = n.jobs.get_mut(&job) else {
                     return Ok(());
                 };
-                let price = frame.price;
                 let books = &self.books;
                 let Some((report, _fuel)) =
                     TaskReport::from_result_frame(sender, task, ok, frame, |worker| {
@@ -1291,9 +1294,10 @@ impl<'a> Sim<'a> {
                 else {
                     return Ok(());
                 };
-                let metered = TaskCharge::of_report(job, &report, price, None);
-                if let Some(charge) = j.tracker.on_result(now, report, price) {
-                    n.meters.add(TaskCharge { charge, ..metered });
+                let payee = report.node;
+                if let ResultOutcome::Counted(granted) = j.tracker.on_result(now, report) {
+                    n.meters
+                        .add(TaskCharge::granted(job, payee, &granted, None));
                 }
                 self.queue_schedule(to, self.sc.jobs.schedule_delay_ms);
             }

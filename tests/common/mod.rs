@@ -2,6 +2,8 @@
 //! real `lppsp node` processes on loopback.
 #![allow(dead_code)]
 
+pub mod rogue;
+
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

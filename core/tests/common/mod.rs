@@ -2,9 +2,10 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
+use lppsp_core::charge::Promise;
 use lppsp_core::component::Constraints;
 use lppsp_core::job::{JobSpec, JobTracker};
-use lppsp_core::money::Bounty;
+use lppsp_core::money::{Bounty, Price};
 use lppsp_core::wire::{JobId, KernelName};
 use lppsp_core::NodeId;
 
@@ -31,4 +32,17 @@ pub fn tracker(inputs: u64, verify: u32) -> JobTracker {
         est_task_micros: 1000,
         verify,
     })
+}
+
+/// The market price the tests place tasks at.
+pub fn price() -> Price {
+    Price::from_units(1).unwrap()
+}
+
+/// What every test node promised: 1000 MFLOPS, 4 slots.
+pub fn promise(_: &NodeId) -> Promise {
+    Promise {
+        power: 1000,
+        slots: 4,
+    }
 }

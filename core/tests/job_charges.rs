@@ -1,0 +1,200 @@
+//! The job tracker pays only what the client can check: under any
+//! sequence of placements and reports (forged, duplicated, late, from
+//! strangers, with any claimed time and power), the job never spends past
+//! its budget, a result counts only from a node its task was placed on,
+//! and each charge is at most the placement's price x the power the node
+//! promised x the time the client saw the task there.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use lppsp_core::charge::{Promise, CLOCK_SLACK_MS, MAX_SLOT_CLOCKS};
+use lppsp_core::component::{Placement, Plan};
+use lppsp_core::job::{JobCommand, JobSpec, JobTracker, ResultOutcome, TaskReport};
+use lppsp_core::money::{self, Bounty, Price};
+use lppsp_core::wire::{JobId, KernelName, RefuseReason};
+use lppsp_core::NodeId;
+use proptest::prelude::*;
+
+mod common;
+use common::{id, CLIENT};
+
+const NODES: u8 = 5;
+const TASKS: u64 = 12;
+
+/// Node 1..=4 promise these; node 5 is a stranger never placed on (but
+/// still in the book).
+fn promise_of(node: &NodeId) -> Promise {
+    let n = node.as_bytes()[7];
+    Promise {
+        power: 100 * u64::from(n),
+        slots: u32::from(n % 3) + 1,
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Place {
+        tasks: Vec<u64>,
+        node: u8,
+        est_cost: u64,
+        price: u64,
+    },
+    Report {
+        task: u64,
+        node: u8,
+        ok: bool,
+        micros: u64,
+        power: u64,
+        held: bool,
+    },
+    Refuse {
+        task: u64,
+        node: u8,
+    },
+    Lost(u8),
+    Wait(u64),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let claim = prop_oneof![0..5_000_000u64, Just(u64::MAX), any::<u64>()];
+    prop_oneof![
+        (
+            proptest::collection::vec(0..TASKS, 1..4),
+            1..NODES,
+            0..5_000_000u64,
+            1..3_000_000u64
+        )
+            .prop_map(|(tasks, node, est_cost, price)| Step::Place {
+                tasks,
+                node,
+                est_cost,
+                price
+            }),
+        (
+            0..TASKS + 2,
+            1..=NODES,
+            any::<bool>(),
+            claim.clone(),
+            claim,
+            prop::bool::weighted(0.1)
+        )
+            .prop_map(|(task, node, ok, micros, power, held)| Step::Report {
+                task,
+                node,
+                ok,
+                micros,
+                power,
+                held
+            }),
+        (0..TASKS, 1..NODES).prop_map(|(task, node)| Step::Refuse { task, node }),
+        (1..NODES).prop_map(Step::Lost),
+        (0..2_000u64).prop_map(Step::Wait),
+    ]
+}
+
+/// One placement as the client made it.
+#[derive(Debug, Clone, Copy)]
+struct Made {
+    at_ms: u64,
+    price: Price,
+    promise: Promise,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn charges_stay_within_the_budget_and_what_the_client_saw(
+        budget in 0..20_000_000u64,
+        verify in 1..3u32,
+        steps in proptest::collection::vec(step(), 1..80),
+    ) {
+        let mut t = JobTracker::new(JobSpec {
+            id: JobId(1),
+            client: id(CLIENT),
+            kernel: KernelName::new("w1-sum-squares").unwrap(),
+            inputs: (0..TASKS).map(|i| Bytes::from(i.to_le_bytes().to_vec())).collect(),
+            budget: Bounty::from_micros(budget),
+            constraints: Default::default(),
+            max_attempts: 3,
+            task_timeout_ms: 1000,
+            est_task_micros: 1000,
+            verify,
+        });
+        let mut now = 0u64;
+        let mut made: BTreeMap<(u64, NodeId), Made> = BTreeMap::new();
+        let mut paid = Bounty::ZERO;
+        let mut micros_on: BTreeMap<NodeId, (u64, u64)> = BTreeMap::new();
+        let mut plan_price = Price::from_micros(0);
+        for s in steps {
+            match s {
+                Step::Place { tasks, node, est_cost, price } => {
+                    let price = Price::from_micros(price);
+                    plan_price = price;
+                    let plan = Plan {
+                        placements: tasks.iter().map(|&task| Placement {
+                            task,
+                            node: id(node),
+                            result_to: id(CLIENT),
+                            est_cost: Bounty::from_micros(est_cost),
+                        }).collect(),
+                        unplaced: Vec::new(),
+                    };
+                    t.apply_plan(now, plan, price, promise_of);
+                }
+                Step::Report { task, node, ok, micros, power, held } => {
+                    let report = TaskReport {
+                        node: id(node),
+                        task,
+                        ok,
+                        body: Bytes::from_static(b"r"),
+                        micros,
+                        power,
+                        held_by: held.then(|| id(7)),
+                    };
+                    if let ResultOutcome::Counted(g) = t.on_result(now, report) {
+                        let placed = made.get(&(task, id(node)));
+                        prop_assert!(placed.is_some(), "paid task {task} from node {node}, never placed there");
+                        let placed = placed.unwrap();
+                        prop_assert_eq!(g.price, placed.price);
+                        prop_assert!(g.power <= placed.promise.power);
+                        let seen_us = (now - placed.at_ms + CLOCK_SLACK_MS) * 1000;
+                        prop_assert!(g.micros <= seen_us, "{} us granted, {} seen", g.micros, seen_us);
+                        let bound = money::charge(placed.price, placed.promise.power, seen_us).unwrap();
+                        prop_assert!(g.charge <= bound);
+                        prop_assert_eq!(money::charge(g.price, g.power, g.micros).unwrap(), g.charge);
+                        paid = paid.checked_add(g.charge).unwrap();
+                        let e = micros_on.entry(id(node)).or_insert((0, 0));
+                        e.0 += g.micros;
+                        e.1 += 1;
+                    }
+                }
+                Step::Refuse { task, node } => t.on_refuse(id(node), task, RefuseReason::Busy),
+                Step::Lost(node) => t.on_node_lost(id(node)),
+                Step::Wait(ms) => {
+                    now += ms;
+                    t.handle_timeout(now);
+                }
+            }
+            while let Some(c) = t.poll_command() {
+                if let JobCommand::Place { node, task, .. } = c {
+                    // Only a plan places tasks: at that plan's price.
+                    let _ = made.insert((task, node), Made {
+                        at_ms: now,
+                        price: plan_price,
+                        promise: promise_of(&node),
+                    });
+                }
+            }
+            prop_assert!(paid <= Bounty::from_micros(budget), "paid {paid} of a budget of {budget}");
+            prop_assert_eq!(t.progress().spent, paid);
+            // Per node, no more time than its slots give from 0 to now.
+            for (node, (micros, results)) in &micros_on {
+                let slots = u64::from(promise_of(node).slots.min(MAX_SLOT_CLOCKS));
+                let wall = (now + CLOCK_SLACK_MS * results) * 1000;
+                prop_assert!(*micros <= slots * wall, "{micros} us on {slots} slots in {wall} us");
+            }
+        }
+    }
+}
