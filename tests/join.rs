@@ -149,11 +149,14 @@ fn joiner_config(dir: &Path, ca: &CaNode) -> Ports {
     let ports = Ports::free();
     std::fs::create_dir_all(dir).unwrap();
     let text = format!(
-        "[node]\nname = \"laptop\"\n\n[network]\nlisten = \"127.0.0.1:{}\"\nbeacon_listen = \"127.0.0.1:{}\"\ndiscovery = \"static\"\nstatic_peers = [\"127.0.0.1:{}\"]\n\n[control]\nlisten = \"127.0.0.1:{}\"\n",
-        ports.tls, ports.beacon, ca.node.ports.beacon, ports.control
+        "[node]\nname = \"laptop\"\n\n[network]\nlisten = \"127.0.0.1:{}\"\nbeacon_listen = \"127.0.0.1:{}\"\ndiscovery = \"static\"\nstatic_peers = [\"127.0.0.1:{}\"]\n",
+        ports.tls, ports.beacon, ca.node.ports.beacon
     );
     std::fs::write(dir.join("node.toml"), text).unwrap();
-    ports
+    Ports {
+        control: control_socket_of(&dir.join("node.toml")),
+        ..ports
+    }
 }
 
 #[test]

@@ -70,8 +70,23 @@ impl Drop for Lan {
     fn drop(&mut self) {
         for h in self.hosts.iter().chain(std::iter::once(&self.bridge_ns)) {
             let _ = ip(&["netns", "del", h]);
+            let _ = std::fs::remove_file(socket_of(h));
         }
     }
+}
+
+/// The control socket of the node in namespace `ns` (namespaces share the
+/// file system, so each node's socket has its own path).
+fn socket_of(ns: &str) -> String {
+    std::env::temp_dir()
+        .join(format!("lppsp-{ns}.sock"))
+        .display()
+        .to_string()
+}
+
+/// The `[control]` section of the node in namespace `ns`.
+fn control_section(ns: &str) -> String {
+    format!("[control]\nsocket = \"{}\"\n", socket_of(ns))
 }
 
 fn status_in(ns: &str) -> Option<serde_json::Value> {
@@ -84,7 +99,7 @@ fn status_in(ns: &str) -> Option<serde_json::Value> {
             "status",
             "--json",
             "--control",
-            "127.0.0.1:47102",
+            &socket_of(ns),
         ])
         .output()
         .ok()?;
@@ -104,8 +119,9 @@ fn run_discovery(lan: &Lan, community: &Community, mode: &str) {
                 "[node]\nname = \"{name}\"\ndata_dir = \"{name}-data\"\n[identity]\nca_cert = \"{ca}\"\ncert = \"{name}.pem\"\nkey = \"{name}.key\"\n\
                  [network]\nlisten = \"10.71.0.{n}:47101\"\nbeacon_listen = \"0.0.0.0:47100\"\ndiscovery = \"{mode}\"\n\
                  broadcast_to = \"10.71.0.255:47100\"\nmulticast_group = \"239.255.71.100:47100\"\n\
-                 multicast_interface = \"10.71.0.{n}\"\n",
-                ca = community.ca_dir().join("ca.pem").display()
+                 multicast_interface = \"10.71.0.{n}\"\n{control}",
+                ca = community.ca_dir().join("ca.pem").display(),
+                control = control_section(h),
             ),
         )
         .unwrap();
@@ -231,7 +247,7 @@ fn price_in(ns: &str) -> Option<String> {
 fn w2_in(ns: &str, range: u64, samples: u64) -> (bool, serde_json::Value) {
     let out = Command::new("ip")
         .args(["netns", "exec", ns, bin(), "submit", "--json"])
-        .args(["--control", "127.0.0.1:47102"])
+        .args(["--control", &socket_of(ns)])
         .args(w2_args(range, samples))
         .output()
         .unwrap();
@@ -265,9 +281,10 @@ fn loss_and_a_healed_partition_between_namespaces() {
             format!(
                 "[node]\nname = \"{name}\"\ndata_dir = \"{name}-data\"\nrole = \"{role}\"\n[identity]\nca_cert = \"{ca}\"\ncert = \"{name}.pem\"\nkey = \"{name}.key\"\n\
                  [network]\nlisten = \"10.71.0.{n}:47101\"\nbeacon_listen = \"0.0.0.0:47100\"\ndiscovery = \"broadcast\"\n\
-                 broadcast_to = \"10.71.0.255:47100\"\n",
+                 broadcast_to = \"10.71.0.255:47100\"\n{control}",
                 role = roles[i],
-                ca = community.ca_dir().join("ca.pem").display()
+                ca = community.ca_dir().join("ca.pem").display(),
+                control = control_section(h),
             ),
         )
         .unwrap();

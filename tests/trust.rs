@@ -41,7 +41,7 @@ fn replayed_forged_and_unsigned_beacons_are_dropped_and_counted() {
     let spy_ports = Ports {
         tls: 1,
         beacon: spy_port,
-        control: 1,
+        control: std::path::Path::new(""),
         dashboard: 1,
     };
     let dir = community.dir.path();

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::{Grant, Grants};
 use crate::money::{Bounty, Price};
 use crate::wire::Limits;
 
@@ -258,18 +259,44 @@ impl Default for MarketSection {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `[control]`: the local control endpoint `lppsp status`, `submit`,
+/// `ledger` and `ca` talk to, a Unix socket whose callers the kernel
+/// identifies (docs/operations.md, "Who may control a node").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ControlSection {
-    /// Local endpoint `lppsp status` and `lppsp submit` talk to. Keep it on
-    /// loopback: it is not authenticated beyond the machine.
-    pub listen: SocketAddr,
+    /// The socket's path; a relative path is relative to `node.data_dir`.
+    pub socket: PathBuf,
+    /// A group whose members get `group_may`; unset: only the node's
+    /// owner (and root) may use the endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// What the group's members may do; unset: status and submit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_may: Option<Vec<Grant>>,
+    /// The TCP address of earlier versions; only read to say that it is
+    /// gone (the endpoint is `socket` now).
+    #[serde(skip_serializing)]
+    pub listen: Option<toml::Value>,
 }
 
 impl Default for ControlSection {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 47102)),
+            socket: PathBuf::from("control.sock"),
+            group: None,
+            group_may: None,
+            listen: None,
+        }
+    }
+}
+
+impl ControlSection {
+    /// What members of `group` may do.
+    pub fn group_grants(&self) -> Grants {
+        match &self.group_may {
+            Some(list) => Grants::of(list),
+            None => Grants::of(&[Grant::Status, Grant::Submit]),
         }
     }
 }
@@ -312,10 +339,15 @@ impl Default for CaSection {
 pub struct DashboardSection {
     /// Serve the dashboard; `false` turns it off.
     pub enabled: bool,
-    /// HTTP endpoint of the dashboard and `/metrics`. Not authenticated:
-    /// keep it on loopback. When the address is taken, the node logs an
-    /// error naming this key and runs without a dashboard.
+    /// HTTP endpoint of the dashboard and `/metrics`. When the address is
+    /// taken, the node logs an error naming this key and runs without a
+    /// dashboard. Beyond loopback it needs `token_file`.
     pub listen: SocketAddr,
+    /// A file holding the token every request must carry (`Authorization:
+    /// Bearer TOKEN` or `?token=TOKEN`); required when `listen` is not a
+    /// loopback address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for DashboardSection {
@@ -323,6 +355,7 @@ impl Default for DashboardSection {
         Self {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 47180)),
+            token_file: None,
         }
     }
 }
@@ -372,6 +405,18 @@ impl NodeConfig {
         }
         if let Some(p) = self.ca.dir.as_mut().filter(|p| p.is_relative()) {
             *p = base.join(&*p);
+        }
+        if let Some(p) = self
+            .dashboard
+            .token_file
+            .as_mut()
+            .filter(|p| p.is_relative())
+        {
+            *p = base.join(&*p);
+        }
+        // After data_dir, which it is relative to.
+        if self.control.socket.is_relative() {
+            self.control.socket = self.node.data_dir.join(&self.control.socket);
         }
         for section in [&mut self.scheduler, &mut self.balancer, &mut self.executor] {
             if let Some(p) = section.path.as_mut().filter(|p| p.is_relative()) {
@@ -456,6 +501,42 @@ impl NodeConfig {
                 "ca.max_pending and ca.requests_per_minute must be at least 1",
             ));
         }
+        if self.control.listen.is_some() {
+            return Err(key_err(
+                "control.listen",
+                "the control endpoint is a Unix socket now: remove control.listen \
+                 (control.socket sets the socket's path; docs/operations.md)",
+            ));
+        }
+        if self.control.socket.as_os_str().is_empty() {
+            return Err(key_err("control.socket", "must not be empty"));
+        }
+        match &self.control.group {
+            Some(name) if name.is_empty() || name.contains(['/', ':', '\n', '\0']) => {
+                return Err(key_err("control.group", "is not a group name"));
+            }
+            None if self.control.group_may.is_some() => {
+                return Err(key_err(
+                    "control.group_may",
+                    "only used with control.group (the group it is for)",
+                ));
+            }
+            _ => {}
+        }
+        if self.dashboard.enabled
+            && !self.dashboard.listen.ip().is_loopback()
+            && self.dashboard.token_file.is_none()
+        {
+            return Err(key_err(
+                "dashboard.token_file",
+                &format!(
+                    "dashboard.listen ({}) is reachable from other machines: set \
+                     dashboard.token_file to a file holding the token requests must carry \
+                     (docs/dashboard.md)",
+                    self.dashboard.listen
+                ),
+            ));
+        }
         if self.limits.max_line < 256 {
             return Err(key_err("limits.max_line", "must be at least 256"));
         }
@@ -495,7 +576,7 @@ impl NodeConfig {
         // type, so that "0.5" reaches a price as text (not as a float it
         // would reject) and "007" stays "007". Component options have no
         // type here, so their values are read as bool, integer, float or
-        // string, as TOML would. The one list key is split at commas.
+        // string, as TOML would. The list keys are split at commas.
         let mut plain = config::Map::new();
         let mut options = config::Map::new();
         let mut lists = config::Map::new();
@@ -504,7 +585,7 @@ impl NodeConfig {
                 continue;
             }
             let upper = k.to_ascii_uppercase();
-            if upper == "LPPSP_NETWORK__STATIC_PEERS" {
+            if upper == "LPPSP_NETWORK__STATIC_PEERS" || upper == "LPPSP_CONTROL__GROUP_MAY" {
                 lists.insert(k, v);
             } else if upper.contains("__OPTIONS__") {
                 options.insert(k, v);
@@ -528,7 +609,8 @@ impl NodeConfig {
                 env_source(lists)
                     .try_parsing(true)
                     .list_separator(",")
-                    .with_list_parse_key("network.static_peers"),
+                    .with_list_parse_key("network.static_peers")
+                    .with_list_parse_key("control.group_may"),
             )
             .build()
             .map_err(|e| read_err(e.to_string()))?;

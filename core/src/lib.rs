@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod arrears;
 pub mod beacon;
 pub mod book;

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use lppsp_core::access::{Grant, Grants};
 use lppsp_core::config::{
     ConfigError, ControlSection, DashboardSection, Discovery, MarketSection, NetworkSection,
     NodeConfig, Role, ShareSection,
@@ -76,7 +77,14 @@ fn assert_default_sections(cfg: &NodeConfig) {
     assert_eq!(cfg.network, NetworkSection::default());
     assert_eq!(cfg.share, ShareSection::default());
     assert_eq!(cfg.market, MarketSection::default());
-    assert_eq!(cfg.control, ControlSection::default());
+    // The socket's default path is resolved against data_dir.
+    assert_eq!(
+        cfg.control,
+        ControlSection {
+            socket: cfg.node.data_dir.join("control.sock"),
+            ..ControlSection::default()
+        }
+    );
     assert_eq!(cfg.dashboard, DashboardSection::default());
     assert_eq!(cfg.limits, Limits::default());
     assert_eq!(cfg.sharing, lppsp_core::sharing::SharingSection::default());
@@ -113,7 +121,11 @@ fn empty_file_gives_all_defaults() {
     assert_eq!(cfg.share.slots, 1);
     assert_eq!(cfg.market.initial_price, "1".parse::<Price>().unwrap());
     assert_eq!(cfg.market.grant, "1000000".parse::<Bounty>().unwrap());
-    assert_eq!(cfg.control.listen, "127.0.0.1:47102".parse().unwrap());
+    assert_eq!(
+        cfg.control.socket,
+        dir.path().join("data").join("control.sock")
+    );
+    assert_eq!(cfg.control.group, None);
     assert!(cfg.dashboard.enabled);
     assert_eq!(cfg.dashboard.listen, "127.0.0.1:47180".parse().unwrap());
 }
@@ -143,6 +155,9 @@ fn example_file_commented_out_keys_are_valid() {
                 "owner_idle_minutes",
                 "max_other_cpu_percent",
                 "cpu_share_percent",
+                "group",
+                "group_may",
+                "token_file",
             ] {
                 if let Some(rest) = line.strip_prefix(&format!("# {key} = ")) {
                     uncommented += 1;
@@ -153,8 +168,8 @@ fn example_file_commented_out_keys_are_valid() {
         })
         .collect();
     assert_eq!(
-        uncommented, 7,
-        "the example should show the seven optional keys"
+        uncommented, 10,
+        "the example should show the ten optional keys"
     );
     let (dir, cfg) = load_ok(&text, &[]);
     assert!(cfg.network.advertise.is_some());
@@ -164,6 +179,12 @@ fn example_file_commented_out_keys_are_valid() {
     assert!(cfg.sharing.owner_idle_minutes.is_some());
     assert!(cfg.sharing.max_other_cpu_percent.is_some());
     assert!(cfg.sharing.cpu_share_percent.is_some());
+    assert!(cfg.control.group.is_some());
+    assert!(cfg.control.group_may.is_some());
+    assert_eq!(
+        cfg.dashboard.token_file,
+        Some(dir.path().join("dashboard.token"))
+    );
 }
 
 #[test]
@@ -232,11 +253,14 @@ initial_price = "0.25"
 grant = 5000
 
 [control]
-listen = "127.0.0.1:48102"
+socket = "/run/lppsp/control.sock"
+group = "lab"
+group_may = ["status"]
 
 [dashboard]
 enabled = false
 listen = "127.0.0.1:48180"
+token_file = "/etc/lppsp/dashboard.token"
 
 [limits]
 max_line = 4096
@@ -286,9 +310,15 @@ kind = "builtin"
     assert_eq!(cfg.share.max_input_bytes, 1048576);
     assert_eq!(cfg.market.initial_price, Price::from_micros(250_000));
     assert_eq!(cfg.market.grant, Bounty::from_units(5000).unwrap());
-    assert_eq!(cfg.control.listen, "127.0.0.1:48102".parse().unwrap());
+    assert_eq!(cfg.control.socket, PathBuf::from("/run/lppsp/control.sock"));
+    assert_eq!(cfg.control.group.as_deref(), Some("lab"));
+    assert_eq!(cfg.control.group_grants(), Grants::of(&[Grant::Status]));
     assert!(!cfg.dashboard.enabled);
     assert_eq!(cfg.dashboard.listen, "127.0.0.1:48180".parse().unwrap());
+    assert_eq!(
+        cfg.dashboard.token_file,
+        Some(PathBuf::from("/etc/lppsp/dashboard.token"))
+    );
     assert_eq!(
         cfg.limits,
         Limits {
@@ -414,6 +444,52 @@ fn cross_key_rules_name_a_key() {
 }
 
 #[test]
+fn control_and_dashboard_access_rules_name_the_key() {
+    let gone = key_error(
+        "[control]\nlisten = \"127.0.0.1:47102\"\n",
+        &[],
+        "control.listen",
+    );
+    assert!(gone.contains("Unix socket"), "{gone}");
+    key_error(
+        "[control]\ngroup_may = [\"status\"]\n",
+        &[],
+        "control.group_may",
+    );
+    key_error("[control]\ngroup = \"\"\n", &[], "control.group");
+    key_error(
+        "[control]\ngroup = \"lab\"\ngroup_may = [\"root\"]\n",
+        &[],
+        "control.group_may[0]",
+    );
+    key_error("[control]\nsocket = \"\"\n", &[], "control.socket");
+    // A group alone may read the status and submit, not administer.
+    let (_dir, cfg) = load_ok("[control]\ngroup = \"lab\"\n", &[]);
+    assert_eq!(
+        cfg.control.group_grants(),
+        Grants::of(&[Grant::Status, Grant::Submit])
+    );
+    let (_dir, cfg) = load_ok("[control]\ngroup = \"lab\"\ngroup_may = []\n", &[]);
+    assert_eq!(cfg.control.group_grants(), Grants::NONE);
+
+    let open = key_error(
+        "[dashboard]\nlisten = \"0.0.0.0:47180\"\n",
+        &[],
+        "dashboard.token_file",
+    );
+    assert!(open.contains("0.0.0.0:47180"), "{open}");
+    // With a token, or switched off, it may listen anywhere.
+    load_ok(
+        "[dashboard]\nlisten = \"0.0.0.0:47180\"\ntoken_file = \"t\"\n",
+        &[],
+    );
+    load_ok(
+        "[dashboard]\nenabled = false\nlisten = \"0.0.0.0:47180\"\n",
+        &[],
+    );
+}
+
+#[test]
 fn component_section_needs_kind() {
     key_error("[balancer.options]\nwindow_s = 60\n", &[], "balancer");
 }
@@ -493,6 +569,17 @@ fn env_static_peers_is_a_comma_separated_list() {
     );
     let (_dir, cfg) = load_ok("", &[("LPPSP_NETWORK__STATIC_PEERS", "10.0.0.9:47100")]);
     assert_eq!(cfg.network.static_peers.len(), 1);
+    let (_dir, cfg) = load_ok(
+        "",
+        &[
+            ("LPPSP_CONTROL__GROUP", "lab"),
+            ("LPPSP_CONTROL__GROUP_MAY", "status,admin"),
+        ],
+    );
+    assert_eq!(
+        cfg.control.group_grants(),
+        Grants::of(&[Grant::Status, Grant::Admin])
+    );
 }
 
 #[test]
@@ -583,6 +670,8 @@ fn relative_paths_resolve_against_the_config_folder() {
     assert_eq!(cfg.identity.cert, sub.join("certs/node.pem"));
     assert_eq!(cfg.identity.key, PathBuf::from("/etc/lppsp/node.key"));
     assert_eq!(cfg.node.data_dir, sub.join("state"));
+    // The control socket is relative to data_dir.
+    assert_eq!(cfg.control.socket, sub.join("state").join("control.sock"));
 
     // An override from the environment resolves the same way.
     let cfg =

@@ -10,16 +10,24 @@
 //! tick. The page polls once per tick; `/api/events` streams the same
 //! snapshots as server-sent events for other tools. The endpoints are
 //! documented in docs/dashboard.md.
+//!
+//! It is read-only (status and ledger, which every member's ledger holds
+//! anyway; no key, token or job input). With `dashboard.token_file` every
+//! request must carry the token, as `Authorization: Bearer TOKEN` or
+//! `?token=TOKEN`; a dashboard beyond loopback needs one (the config
+//! refuses to load otherwise).
 
 mod metrics;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request as HttpRequest, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -51,6 +59,90 @@ pub enum DashboardError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("key `dashboard.token_file`: {}: {message}", path.display())]
+    Token { path: PathBuf, message: String },
+}
+
+/// Shortest token accepted, in characters.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The access token a dashboard requires.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
+}
+
+impl Token {
+    /// Reads the token from `path`: one line of at least
+    /// [`MIN_TOKEN_LEN`] characters that need no escaping in a URL
+    /// (letters, digits, `-._~`), e.g. `openssl rand -hex 32`.
+    pub fn load(path: &Path) -> Result<Token, DashboardError> {
+        let err = |message: String| DashboardError::Token {
+            path: path.to_path_buf(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let token = text.trim();
+        if token.len() < MIN_TOKEN_LEN {
+            return Err(err(format!(
+                "the token must be at least {MIN_TOKEN_LEN} characters (e.g. `openssl rand -hex 32`)"
+            )));
+        }
+        if !token
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
+        {
+            return Err(err(
+                "the token may hold only letters, digits and -._~ (it goes in URLs)".into(),
+            ));
+        }
+        lppsp_runtime::private::warn_if_exposed(
+            path,
+            lppsp_runtime::private::Kind::Secret,
+            "dashboard.token_file",
+        );
+        Ok(Token(token.to_string()))
+    }
+
+    /// Whether `given` is the token, in time independent of where they differ.
+    fn matches(&self, given: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), given.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+/// The token a request carries: `Authorization: Bearer TOKEN`, or
+/// `token=TOKEN` in the query (for a browser's address bar and
+/// EventSource, which cannot set headers).
+fn token_of(req: &HttpRequest) -> Option<&str> {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    bearer.or_else(|| {
+        req.uri()
+            .query()?
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("token="))
+    })
+}
+
+async fn require_token(State(token): State<Arc<Token>>, req: HttpRequest, next: Next) -> Response {
+    if token_of(&req).is_some_and(|t| token.matches(t)) {
+        return next.run(req).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        Json(json!({"error": "this dashboard needs its token: Authorization: Bearer TOKEN, or ?token=TOKEN (dashboard.token_file)"})),
+    )
+        .into_response()
 }
 
 /// One point of the market charts, taken from one status.
@@ -114,11 +206,13 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, DashboardError> {
 }
 
 /// Serves the dashboard on `listener` until `shutdown`, asking the node
-/// driver behind `control` for its status every `tick`.
+/// driver behind `control` for its status every `tick`; with `token`,
+/// only to requests that carry it.
 pub async fn serve(
     listener: TcpListener,
     control: mpsc::Sender<ControlRequest>,
     tick: Duration,
+    token: Option<Token>,
     shutdown: CancellationToken,
 ) {
     let (latest_tx, latest_rx) = watch::channel(None);
@@ -137,6 +231,13 @@ pub async fn serve(
         .route("/api/events", get(events))
         .route("/metrics", get(metrics))
         .with_state(shared);
+    let app = match token {
+        Some(token) => app.layer(middleware::from_fn_with_state(
+            Arc::new(token),
+            require_token,
+        )),
+        None => app,
+    };
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "dashboard at http://{addr}/");
     }

@@ -76,6 +76,8 @@ impl Accounts {
     ) -> Result<Self, LedgerError> {
         std::fs::create_dir_all(data_dir).map_err(|e| LedgerError::Spawn(e.to_string()))?;
         let path = data_dir.join("ledger.sqlite");
+        // SQLite gives the -wal and -shm files the database file's mode.
+        crate::private::precreate(&path).map_err(|e| LedgerError::Spawn(e.to_string()))?;
         let writer = LedgerWriter::open(&path)?;
         let reader = Ledger::open_read_only(&path)?;
         let next_seq = reader.next_seq(me)?;

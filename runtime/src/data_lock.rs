@@ -6,6 +6,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 /// Held for the life of the node; dropping it releases the directory.
@@ -30,15 +31,23 @@ pub enum DataLockError {
 impl DataDirLock {
     /// Creates `dir` if needed and locks it for this process.
     pub fn acquire(dir: &Path) -> Result<Self, DataLockError> {
-        std::fs::create_dir_all(dir).map_err(|e| DataLockError::Create(dir.to_path_buf(), e))?;
+        // A missing directory is made the node's only; an existing one
+        // keeps the mode the node gave it (0710 with a control group).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(crate::private::DIR_MODE)
+            .create(dir)
+            .map_err(|e| DataLockError::Create(dir.to_path_buf(), e))?;
         let path = dir.join("LOCK");
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| DataLockError::Io(path.clone(), e))?;
+        let mut file = crate::private::open(
+            &path,
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+        )
+        .map_err(|e| DataLockError::Io(path.clone(), e))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {

@@ -34,7 +34,7 @@ impl JobJournal {
     /// The journal under `data_dir`, created if missing.
     pub fn open(data_dir: &Path) -> std::io::Result<Self> {
         let dir = data_dir.join("jobs");
-        std::fs::create_dir_all(&dir)?;
+        crate::private::create_dir(&dir, crate::private::DIR_MODE)?;
         Ok(Self { dir })
     }
 
@@ -47,7 +47,13 @@ impl JobJournal {
         use std::io::Write as _;
         let text = serde_json::to_vec(req).map_err(std::io::Error::other)?;
         let tmp = self.dir.join(format!("{job}.json.tmp"));
-        let mut file = std::fs::File::create(&tmp)?;
+        let mut file = crate::private::open(
+            &tmp,
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true),
+        )?;
         file.write_all(&text)?;
         file.sync_all()?;
         std::fs::rename(&tmp, self.path(job))?;
@@ -74,10 +80,10 @@ impl JobJournal {
 
     /// Where `job`'s results are appended from now on.
     pub fn result_log(&self, job: JobId) -> std::io::Result<ResultLog> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.results_path(job))?;
+        let file = crate::private::open(
+            &self.results_path(job),
+            std::fs::OpenOptions::new().create(true).append(true),
+        )?;
         Ok(ResultLog {
             file: BufWriter::with_capacity(64 * 1024, file),
             flushed: Instant::now(),

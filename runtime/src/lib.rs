@@ -17,6 +17,7 @@ pub mod journal;
 pub mod links;
 pub mod node;
 pub mod power;
+pub mod private;
 pub mod refusals;
 pub mod sharing;
 

@@ -16,7 +16,7 @@ use lppsp_core::wire::{Arch, Body, Endpoint, Frame, Hand, Message};
 use lppsp_core::{NodeId, PROTOCOL_VERSION};
 use lppsp_transport_tls::identity::{Identity, Verifier};
 use serde_json::json;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
@@ -101,10 +101,35 @@ async fn run_inner(
     control_rx: mpsc::Receiver<ControlRequest>,
 ) -> Result<(), NodeError> {
     let id = identity.node_id();
-    // Before anything else: a second node on the same directory would
-    // write its receipts into this node's ledger.
+    let access =
+        control::access_policy(&cfg.control).map_err(|e| NodeError::Startup(e.to_string()))?;
+    let control_gid = access.group.as_ref().map(|g| g.gid);
+    match crate::private::prepare_data_dir(&cfg.node.data_dir, control_gid) {
+        Ok(()) => {}
+        // A folder the node cannot change the mode of (not its own): it
+        // runs, and the check below says whether others can use it.
+        Err(e) if control_gid.is_none() && cfg.node.data_dir.is_dir() => {
+            warn!(path = %cfg.node.data_dir.display(), error = %e, "cannot make node.data_dir 0700");
+        }
+        Err(e) => {
+            let hint = if control_gid.is_some() {
+                " (with control.group, the node's user must own it and be a member of that group)"
+            } else {
+                ""
+            };
+            return Err(NodeError::Startup(format!(
+                "node.data_dir {}: {e}{hint}",
+                cfg.node.data_dir.display()
+            )));
+        }
+    }
+    // Before anything else in it: a second node on the same directory
+    // would write its receipts into this node's ledger.
     let _data_lock = crate::data_lock::DataDirLock::acquire(&cfg.node.data_dir)
         .map_err(|e| NodeError::Startup(e.to_string()))?;
+    // Files an older version left readable, then what others could read.
+    crate::private::tighten(&cfg.node.data_dir, 2);
+    warn_if_exposed(&cfg, control_gid.is_some());
     let measured =
         tokio::task::spawn_blocking(|| power::measure_mflops(Duration::from_millis(250)))
             .await
@@ -145,10 +170,17 @@ async fn run_inner(
             cfg.network.beacon_listen
         ))
     })?;
-    let control_listener = TcpListener::bind(cfg.control.listen).await.map_err(|e| {
-        NodeError::Startup(format!("control endpoint on {}: {e}", cfg.control.listen))
-    })?;
-    tokio::spawn(control::serve(control_listener, control_tx, shutdown.clone()).in_current_span());
+    let control_listener = control::ControlListener::bind(&cfg.control.socket, &access)
+        .map_err(|e| NodeError::Startup(e.to_string()))?;
+    tokio::spawn(
+        control::serve(
+            control_listener,
+            Arc::new(access),
+            control_tx,
+            shutdown.clone(),
+        )
+        .in_current_span(),
+    );
     let join = match cfg.ca.dir.clone() {
         Some(dir) => Some(
             JoinService::start(&cfg.ca, dir, &identity, shutdown.clone())
@@ -247,7 +279,7 @@ async fn run_inner(
 
     info!(
         tls = %tls_addr, beacons = %cfg.network.beacon_listen, discovery = ?cfg.network.discovery,
-        mflops = offered, measured_mflops = measured, arch = %me.arch, control = %cfg.control.listen,
+        mflops = offered, measured_mflops = measured, arch = %me.arch, control = %cfg.control.socket.display(),
         "node started"
     );
 
@@ -296,6 +328,31 @@ async fn run_inner(
     driver
         .run(control_rx, net_rx, relay_rx, stored_rx, shutdown)
         .await
+}
+
+/// Warns about the node's key, the CA key and data_dir when other users
+/// could read or change them (the config file is checked by its loader,
+/// which knows its path).
+fn warn_if_exposed(cfg: &NodeConfig, control_group: bool) {
+    use crate::private::{warn_if_exposed, Kind};
+    warn_if_exposed(
+        &cfg.identity.key,
+        Kind::Secret,
+        "identity.key, the node's private key",
+    );
+    if let Some(dir) = &cfg.ca.dir {
+        warn_if_exposed(
+            &dir.join(lppsp_transport_tls::ca::CA_KEY_FILE),
+            Kind::Secret,
+            "the community CA's key (ca.dir)",
+        );
+    }
+    let allowed = if control_group { 0o010 } else { 0 };
+    warn_if_exposed(
+        &cfg.node.data_dir,
+        Kind::DataDir { allowed },
+        "node.data_dir",
+    );
 }
 
 fn wall_ms() -> u64 {

@@ -562,7 +562,7 @@ fn run_job(
     progress: Option<(&Progress, &str)>,
     mut perf: Option<&mut Perf>,
 ) -> anyhow::Result<JobRun> {
-    let control_addr = cluster.client().control;
+    let control_path = &cluster.client().control;
     let mut perf_error = None;
     let mut cpu_at_accept = Vec::new();
     let mut cpu_at_done = Vec::new();
@@ -571,7 +571,7 @@ fn run_job(
     let mut done: Option<Instant> = None;
     let sent = Instant::now();
     rt.block_on(control::call_streaming(
-        control_addr,
+        control_path,
         &Request::Submit(req),
         |v| {
             match v["event"].as_str() {
@@ -605,7 +605,7 @@ fn run_job(
             last = v;
         },
     ))
-    .with_context(|| format!("talking to the client node at {control_addr}"))?;
+    .context("talking to the client node")?;
     if let Some(e) = perf_error {
         return Err(e);
     }

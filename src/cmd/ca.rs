@@ -1,6 +1,5 @@
 //! `lppsp ca`: the community certificate authority.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,9 +29,8 @@ pub enum CaCommand {
     },
     /// List join requests waiting at the local CA-holding node (`lppsp join`).
     Pending {
-        /// The node's control endpoint.
-        #[arg(long, default_value = "127.0.0.1:47102")]
-        control: SocketAddr,
+        #[command(flatten)]
+        control: super::ControlArgs,
         /// Print the raw JSON.
         #[arg(long)]
         json: bool,
@@ -41,8 +39,8 @@ pub enum CaCommand {
     /// joiner. First check that its code is the one the joiner shows.
     Approve {
         id: String,
-        #[arg(long, default_value = "127.0.0.1:47102")]
-        control: SocketAddr,
+        #[command(flatten)]
+        control: super::ControlArgs,
     },
     /// Reject join request ID; the joiner is told.
     Reject {
@@ -50,8 +48,8 @@ pub enum CaCommand {
         /// Why, shown to the joiner.
         #[arg(long)]
         reason: Option<String>,
-        #[arg(long, default_value = "127.0.0.1:47102")]
-        control: SocketAddr,
+        #[command(flatten)]
+        control: super::ControlArgs,
     },
 }
 
@@ -72,7 +70,7 @@ pub fn run(cmd: CaCommand) -> anyhow::Result<ExitCode> {
             );
         }
         CaCommand::Pending { control, json } => {
-            let reply = super::ask_node(control, &Request::CaPending, "pending list")?;
+            let reply = super::ask_node(&control.socket()?, &Request::CaPending, "pending list")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&reply)?);
                 return Ok(ExitCode::SUCCESS);
@@ -110,7 +108,11 @@ pub fn run(cmd: CaCommand) -> anyhow::Result<ExitCode> {
             }
         }
         CaCommand::Approve { id, control } => {
-            let reply = super::ask_node(control, &Request::CaApprove { id: id.clone() }, "answer")?;
+            let reply = super::ask_node(
+                &control.socket()?,
+                &Request::CaApprove { id: id.clone() },
+                "answer",
+            )?;
             println!(
                 "approved request {id}: {} is node {}",
                 reply["name"].as_str().unwrap_or("-"),
@@ -123,7 +125,7 @@ pub fn run(cmd: CaCommand) -> anyhow::Result<ExitCode> {
             control,
         } => {
             super::ask_node(
-                control,
+                &control.socket()?,
                 &Request::CaReject {
                     id: id.clone(),
                     reason,

@@ -21,8 +21,8 @@ pub struct Node {
     pub id: String,
     /// Its TLS listen port on 127.0.0.1.
     pub tls: u16,
-    /// Its control endpoint.
-    pub control: SocketAddr,
+    /// Its control socket (in its data_dir).
+    pub control: PathBuf,
     /// Its web dashboard (docs/dashboard.md).
     pub dashboard: SocketAddr,
     child: Child,
@@ -75,7 +75,7 @@ impl Node {
 
     /// The node's status (`lppsp status`), `None` when it does not answer.
     pub fn status(&self) -> Option<serde_json::Value> {
-        status(self.control)
+        status(&self.control)
     }
 
     fn stop(&mut self) {
@@ -118,13 +118,13 @@ fn free_port_udp() -> anyhow::Result<u16> {
     Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// One `Status` call to a control endpoint.
-pub fn status(addr: SocketAddr) -> Option<serde_json::Value> {
+/// One `Status` call to a control socket.
+pub fn status(socket: &Path) -> Option<serde_json::Value> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .ok()?;
-    rt.block_on(control::call(addr, &Request::Status))
+    rt.block_on(control::call(socket, &Request::Status))
         .ok()?
         .into_iter()
         .next()
@@ -137,7 +137,6 @@ fn write_config(
     role: &str,
     tls: u16,
     beacon: u16,
-    control: u16,
     dashboard: u16,
     peers: &[u16],
     extra: &str,
@@ -147,7 +146,7 @@ fn write_config(
         "[node]\nname = \"{name}\"\nrole = \"{role}\"\ndata_dir = \"{name}-data\"\n\n\
          [identity]\nca_cert = \"ca/ca.pem\"\ncert = \"{name}.pem\"\nkey = \"{name}.key\"\n\n\
          [network]\nlisten = \"127.0.0.1:{tls}\"\nbeacon_listen = \"127.0.0.1:{beacon}\"\n\
-         discovery = \"static\"\nstatic_peers = [{}]\n\n[control]\nlisten = \"127.0.0.1:{control}\"\n\n\
+         discovery = \"static\"\nstatic_peers = [{}]\n\n\
          [dashboard]\nlisten = \"127.0.0.1:{dashboard}\"\n\n{extra}",
         peers.join(", ")
     );
@@ -180,12 +179,7 @@ impl Cluster {
         names.extend((1..=compute_nodes).map(|i| format!("compute-{i}")));
         let mut ports = Vec::new();
         for _ in &names {
-            ports.push((
-                free_port_tcp()?,
-                free_port_udp()?,
-                free_port_tcp()?,
-                free_port_tcp()?,
-            ));
+            ports.push((free_port_tcp()?, free_port_udp()?, free_port_tcp()?));
         }
         let mut cluster = Cluster {
             nodes: Vec::new(),
@@ -202,10 +196,8 @@ impl Cluster {
                 .map(|(_, p)| p.1)
                 .collect();
             let role = if i == 0 { "client" } else { "compute" };
-            let (tls, beacon, control, dashboard) = ports[i];
-            let cfg = write_config(
-                dir, name, role, tls, beacon, control, dashboard, &peers, extra,
-            )?;
+            let (tls, beacon, dashboard) = ports[i];
+            let cfg = write_config(dir, name, role, tls, beacon, dashboard, &peers, extra)?;
             let log_path = dir.join(format!("{name}.log"));
             let log = std::fs::File::create(&log_path)
                 .with_context(|| format!("creating {}", log_path.display()))?;
@@ -221,7 +213,7 @@ impl Cluster {
                 name: name.clone(),
                 id: id.to_string(),
                 tls,
-                control: SocketAddr::from(([127, 0, 0, 1], control)),
+                control: dir.join(format!("{name}-data")).join("control.sock"),
                 dashboard: SocketAddr::from(([127, 0, 0, 1], dashboard)),
                 child,
             });

@@ -32,6 +32,21 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
         eprintln!("error: {}: {e}", file.display());
         return Ok(ExitCode::FAILURE);
     }
+    if let Err(e) = lppsp_runtime::control::access_policy(&cfg.control) {
+        eprintln!("error: {}: {e}", file.display());
+        return Ok(ExitCode::FAILURE);
+    }
+    if let Some(path) = cfg
+        .dashboard
+        .token_file
+        .as_ref()
+        .filter(|_| cfg.dashboard.enabled)
+    {
+        if let Err(e) = lppsp_dashboard::Token::load(path) {
+            eprintln!("error: {}: {e}", file.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     println!("{}: ok", file.display());
     if print {
         println!("{}", toml::to_string_pretty(&cfg)?);

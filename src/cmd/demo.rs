@@ -69,7 +69,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         verify: 1,
         resume: None,
     };
-    let last = super::submit::follow(cluster.client().control, req, false)?;
+    let last = super::submit::follow(&cluster.client().control, req, false)?;
     let code = super::submit::summarize(&last);
 
     // The job's charges are settled in signed receipts as it ends; wait

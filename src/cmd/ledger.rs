@@ -1,7 +1,6 @@
 //! `lppsp ledger`: the receipts in a running node's ledger and the
 //! balances they give, as a table or CSV.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -10,9 +9,8 @@ use lppsp_runtime::control::Request;
 
 #[derive(Args)]
 pub struct LedgerArgs {
-    /// The node's control endpoint.
-    #[arg(long, default_value = "127.0.0.1:47102")]
-    control: SocketAddr,
+    #[command(flatten)]
+    control: super::ControlArgs,
     /// Only receipts naming this node as payer or payee.
     #[arg(long)]
     node: Option<NodeId>,
@@ -42,7 +40,7 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<ExitCode> {
         node: args.node,
         limit: Some(args.limit),
     };
-    let reply = super::ask_node(args.control, &request, "ledger")?;
+    let reply = super::ask_node(&args.control.socket()?, &request, "ledger")?;
     let empty = Vec::new();
     let receipts = reply["receipts"].as_array().unwrap_or(&empty);
     if args.csv {

@@ -1,6 +1,5 @@
 //! `lppsp status`: ask a running local node for its book, market and counters.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -8,16 +7,15 @@ use lppsp_runtime::control::Request;
 
 #[derive(Args)]
 pub struct StatusArgs {
-    /// The node's control endpoint.
-    #[arg(long, default_value = "127.0.0.1:47102")]
-    control: SocketAddr,
+    #[command(flatten)]
+    control: super::ControlArgs,
     /// Print the raw JSON.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let status = super::ask_node(args.control, &Request::Status, "status")?;
+    let status = super::ask_node(&args.control.socket()?, &Request::Status, "status")?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(ExitCode::SUCCESS);

@@ -1,7 +1,6 @@
 //! `lppsp submit`: send a job to the local node, follow it, print the result.
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,9 +20,8 @@ pub const EXIT_REJECTED: u8 = 5;
 
 #[derive(Args)]
 pub struct SubmitArgs {
-    /// The local node's control endpoint.
-    #[arg(long, default_value = "127.0.0.1:47102")]
-    pub control: SocketAddr,
+    #[command(flatten)]
+    pub control: super::ControlArgs,
     /// Kernel to run (`lppsp kernels` lists the built-in ones).
     #[arg(long, required_unless_present_any = ["wasm", "resume"], conflicts_with = "wasm")]
     pub kernel: Option<String>,
@@ -168,7 +166,7 @@ pub fn read_module(path: &std::path::Path) -> anyhow::Result<String> {
 
 /// Submits `req` and follows it; returns the final event.
 pub fn follow(
-    control_addr: SocketAddr,
+    control: &std::path::Path,
     req: SubmitRequest,
     json: bool,
 ) -> anyhow::Result<serde_json::Value> {
@@ -187,10 +185,15 @@ pub fn follow(
         );
     }
     let mut last = serde_json::Value::Null;
+    let mut refused = None;
     rt.block_on(control::call_streaming(
-        control_addr,
+        control,
         &Request::Submit(req),
         |v| {
+            if let Some(err) = super::refusal(&v) {
+                refused = Some(err);
+                return;
+            }
             if json {
                 println!("{v}");
             }
@@ -211,9 +214,12 @@ pub fn follow(
             last = v;
         },
     ))
-    .with_context(|| format!("talking to the node at {control_addr} (is it running?)"))?;
+    .context("talking to the node")?;
     bar.finish_and_clear();
-    Ok(last)
+    match refused {
+        Some(err) => Err(err),
+        None => Ok(last),
+    }
 }
 
 /// Prints the final event for people; returns the exit code.
@@ -267,7 +273,7 @@ pub fn summarize(last: &serde_json::Value) -> ExitCode {
 
 pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let req = args.request()?;
-    let last = follow(args.control, req, args.json)?;
+    let last = follow(&args.control.socket()?, req, args.json)?;
     if args.json {
         // The events are printed; the exit code still tells the outcome.
         let code = summarize_code(&last);

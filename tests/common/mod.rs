@@ -126,14 +126,42 @@ impl Community {
     }
 }
 
-/// Ports of one node.
+/// Ports of one node, and its control socket.
 #[derive(Clone, Copy, Debug)]
 pub struct Ports {
     pub tls: u16,
     pub beacon: u16,
-    pub control: u16,
+    /// The node's control socket (`<data_dir>/control.sock`): empty until
+    /// [`NodeProc::start`] reads it from the node's config. A path kept for
+    /// the life of the test process, so that `Ports` stays `Copy`.
+    pub control: &'static Path,
     /// The web dashboard and `/metrics` (HTTP on 127.0.0.1).
     pub dashboard: u16,
+}
+
+/// A node's control socket; prints as its path (for `--control`).
+#[derive(Clone, Copy, Debug)]
+pub struct ControlPath(pub &'static Path);
+
+impl std::fmt::Display for ControlPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.display())
+    }
+}
+
+impl AsRef<Path> for ControlPath {
+    fn as_ref(&self) -> &Path {
+        self.0
+    }
+}
+
+/// The control socket the node started from `config` listens on, as the
+/// node works it out; empty when the config does not load.
+pub fn control_socket_of(config: &Path) -> &'static Path {
+    match lppsp_core::config::NodeConfig::load(config) {
+        Ok(cfg) => Box::leak(cfg.control.socket.into_boxed_path()),
+        Err(_) => Path::new(""),
+    }
 }
 
 impl Ports {
@@ -141,12 +169,13 @@ impl Ports {
         Self {
             tls: free_tcp_port(),
             beacon: free_udp_port(),
-            control: free_tcp_port(),
+            control: Path::new(""),
             dashboard: free_tcp_port(),
         }
     }
-    pub fn control_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.control))
+    /// The control socket, for [`control_call`] or `--control`.
+    pub fn control_addr(&self) -> ControlPath {
+        ControlPath(self.control)
     }
     pub fn dashboard_addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.dashboard))
@@ -185,16 +214,12 @@ beacon_listen = "127.0.0.1:{beacon}"
 discovery = "static"
 static_peers = [{peers}]
 
-[control]
-listen = "127.0.0.1:{control}"
-
 [dashboard]
 listen = "127.0.0.1:{dashboard}"
 "#,
         ca = ca_dir.join("ca.pem").display(),
         tls = ports.tls,
         beacon = ports.beacon,
-        control = ports.control,
         dashboard = ports.dashboard,
         peers = peer_list.join(", "),
     );
@@ -270,8 +295,10 @@ impl NodeProc {
         Self::start_with(config, name, ports, "node")
     }
 
-    /// Starts `lppsp COMMAND --config CONFIG` (`node` or `observe`).
-    pub fn start_with(config: &Path, name: &str, ports: Ports, command: &str) -> Self {
+    /// Starts `lppsp COMMAND --config CONFIG` (`node` or `observe`);
+    /// `ports.control` becomes the socket the config names.
+    pub fn start_with(config: &Path, name: &str, mut ports: Ports, command: &str) -> Self {
+        ports.control = control_socket_of(config);
         let log = config.with_extension("log");
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(bin())
@@ -421,11 +448,11 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((code, body.to_string()))
 }
 
-/// Sends one control request line and returns the reply lines.
-pub fn control_call(addr: SocketAddr, request: &str) -> Vec<serde_json::Value> {
+/// Sends one control request line to the control socket `control` and
+/// returns the reply lines (none when the node cannot be reached).
+pub fn control_call(control: impl AsRef<Path>, request: &str) -> Vec<serde_json::Value> {
     use std::io::{BufRead, BufReader, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))
-    else {
+    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(control.as_ref()) else {
         return Vec::new();
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
