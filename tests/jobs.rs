@@ -14,11 +14,20 @@ struct Cluster {
 }
 
 fn cluster(computes: usize) -> Cluster {
+    cluster_with(computes, |_, _| String::new())
+}
+
+/// As [`cluster`], with config text `extra(community, i)` appended to
+/// compute node `compute-{i + 1}`'s file.
+fn cluster_with(computes: usize, extra: impl Fn(&Community, usize) -> String) -> Cluster {
     let community = Community::new();
     let names: Vec<String> = (1..=computes).map(|i| format!("compute-{i}")).collect();
     let mut nodes = vec![("client", "client")];
     nodes.extend(names.iter().map(|n| (n.as_str(), "compute")));
-    let mut procs = start_cluster(&community, &nodes);
+    let mut procs = start_cluster_with(&community, &nodes, |i, _| match i {
+        0 => String::new(),
+        _ => extra(&community, i - 1),
+    });
     let client = procs.remove(0);
     client
         .wait_for_compute_peers(computes, Duration::from_secs(5))
@@ -138,14 +147,42 @@ fn inline_inputs_and_files_reach_the_kernel() {
         .contains("unknown kernel"));
 }
 
+/// The compute nodes' pause files (the pausing executor) in `community`.
+fn pauses(community: &Community, computes: usize) -> Vec<Pause> {
+    (1..=computes)
+        .map(|i| Pause::new(community, &format!("compute-{i}")))
+        .collect()
+}
+
+/// A cluster of 2 compute nodes running the pausing executor; their pause
+/// files (none is held yet).
+fn pausing_cluster() -> (Cluster, Vec<Pause>) {
+    let lib = pausing_executor();
+    let c = cluster_with(2, |community, i| {
+        Pause::new(community, &format!("compute-{}", i + 1)).executor_config(&lib)
+    });
+    let p = pauses(&c._community, 2);
+    (c, p)
+}
+
+// Waits for: 20 tasks done (progress events), then a task held on
+// compute-1 (its pause file's marker), which the kill then loses for sure.
 #[test]
 fn a_compute_node_killed_mid_job_loses_nothing_and_counts_nothing_twice() {
-    let mut c = cluster(2);
+    let (mut c, pauses) = pausing_cluster();
     let control = c.client.ports.control_addr().to_string();
     let samples = 4_000_000u64;
     let args = w2_args(200, samples);
-    let (killed, status, last) =
-        submit_acting_at(&control, &args, 20, || c.computes[0].signal(SIGKILL));
+    let (killed, status, last) = submit_acting_at(&control, &args, 20, || {
+        // compute-1 has run tasks; the next one it starts is held there,
+        // so the kill lands while it holds a task of the job.
+        pauses[0].hold();
+        assert!(
+            pauses[0].wait_until_held(Duration::from_secs(120)),
+            "no task reached compute-1 after the pause"
+        );
+        c.computes[0].signal(SIGKILL)
+    });
     assert!(killed, "the job ended before the kill");
     assert!(status.success(), "{last}\n{}", c.client.log_text());
     assert_eq!(last["event"], "done");
@@ -162,30 +199,53 @@ fn a_compute_node_killed_mid_job_loses_nothing_and_counts_nothing_twice() {
     assert_eq!(last["progress"]["done"], 200);
     assert!(
         last["progress"]["retries"].as_u64().unwrap() >= 1,
-        "the killed node's tasks were placed again: {last}"
+        "the killed node's held task was placed again: {last}"
     );
 }
 
+// Waits for: a task held on each compute node (pause file markers), then
+// the end of the job, then the cancel count. The one sleep only makes the
+// held task cost more; a slower machine holds it longer still.
 #[test]
 fn running_out_of_bounty_stops_the_job_and_cancels_running_tasks() {
-    let c = cluster(2);
-    let power = c.client.status()["peers"][0]["power"].as_u64().unwrap();
-    // Enough for about five tasks at the scheduler's first estimate (10 ms at price 1).
+    let (c, pauses) = pausing_cluster();
+    // Every task that starts is held until the test lets it go.
+    for p in &pauses {
+        p.hold();
+    }
+    let powers: Vec<u64> = c.client.status()["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["power"].as_u64().unwrap())
+        .collect();
+    let power = powers.iter().copied().max().unwrap();
+    // Enough for about five tasks at the scheduler's first estimate (10 ms
+    // at price 1): the first plan (one task per node, one slot each) fits.
     let budget = format!("{}", power * 5 / 100);
-    let (code, events) = submit(
-        &c.client,
-        &[
-            "--kernel",
-            "w2-monte-carlo-pi",
-            "--range",
-            "0..200",
-            "--extra",
-            "20000000",
-            "--budget",
-            &budget,
-        ],
-    );
-    let last = events.last().unwrap();
+    let control = c.client.ports.control_addr().to_string();
+    let job = submit_command(&control)
+        .args(w2_args(200, 1_000_000))
+        .args(["--budget", &budget])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for (i, p) in pauses.iter().enumerate() {
+        assert!(
+            p.wait_until_held(Duration::from_secs(120)),
+            "no task held on compute-{}",
+            i + 1
+        );
+    }
+    // Held at least 1 s, compute-1's task costs at least its power x 1 s:
+    // many times the budget (the budget is 0.05 s at the highest power),
+    // so once its result is in, no further task fits. compute-2's task is
+    // still held: running when the job stops.
+    std::thread::sleep(Duration::from_secs(1));
+    pauses[0].release();
+    let out = job.wait_with_output().unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    let last = last_event(&out.stdout);
     assert_eq!(
         code, 3,
         "distinct exit code for insufficient bounty: {last}"
@@ -199,16 +259,17 @@ fn running_out_of_bounty_stops_the_job_and_cancels_running_tasks() {
         "{last}"
     );
     assert!(last["progress"]["done"].as_u64().unwrap() < 200);
-    let cancelled = wait_for(Duration::from_secs(5), || {
-        c.computes
-            .iter()
-            .map(|n| {
-                n.status()["compute"]["tasks_cancelled"]
-                    .as_u64()
-                    .unwrap_or(0)
-            })
-            .sum::<u64>()
+    // The client's Cancel reaches compute-2 while its task is held there.
+    let cancelled = wait_for(Duration::from_secs(60), || {
+        c.computes[1].status()["compute"]["tasks_cancelled"]
+            .as_u64()
+            .unwrap_or(0)
             >= 1
     });
-    assert!(cancelled.is_some(), "no running task was cancelled");
+    pauses[1].release();
+    assert!(
+        cancelled.is_some(),
+        "compute-2's running task was not cancelled: {}",
+        c.computes[1].status()["compute"]
+    );
 }
