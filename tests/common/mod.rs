@@ -720,16 +720,16 @@ pub fn pausing_executor() -> PathBuf {
     build_plugins(&[("lppsp-plugin-fixture-pausing-executor", LIB)]).join(lib_file(LIB))
 }
 
-/// A node's pause file for the pausing executor: while it exists, every
-/// task that starts on that node is held before its kernel runs, until the
-/// test releases it. This is how a test knows a task is running on a node
+/// A pause file for the pausing executor: while it exists, every task
+/// that starts on a node loading it is held before its kernel runs, until
+/// the test releases it. Nodes may have one each or share one. This is how a test knows a task is running on a node
 /// and decides when it may end, instead of hoping a task is long enough.
 pub struct Pause {
     path: PathBuf,
 }
 
 impl Pause {
-    /// The pause file of node `name` in `community`'s folder (not created).
+    /// The pause file `name` in `community`'s folder (not created).
     pub fn new(community: &Community, name: &str) -> Self {
         Self {
             path: community.dir.path().join(format!("{name}.pause")),
@@ -761,6 +761,14 @@ impl Pause {
     /// Held tasks go on, and new ones run at once.
     pub fn release(&self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+
+    /// Exactly one held task goes on (the first to look, on any node
+    /// sharing this pause file); the others stay held.
+    pub fn release_one(&self) {
+        let mut pass = self.path.clone().into_os_string();
+        pass.push(".go");
+        std::fs::write(PathBuf::from(pass), b"").unwrap();
     }
 
     /// Waits until a task is held on the node since the last [`Pause::hold`]
