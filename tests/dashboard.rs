@@ -31,15 +31,6 @@ fn cluster(community: &Community) -> Vec<NodeProc> {
     procs
 }
 
-fn chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    ["chromium", "chromium-browser"].iter().find_map(|name| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    })
-}
-
 /// Runs headless Chromium with `args` on `url`; its stdout, or a panic
 /// with its stderr when it fails or hangs.
 fn run_chromium(browser: &Path, profile: &Path, args: &[&str], url: &str) -> String {
@@ -100,11 +91,11 @@ fn artifacts_dir() -> PathBuf {
 
 #[test]
 fn the_page_in_a_browser_lists_the_peers_and_the_price() {
-    let Some(browser) = chromium() else {
-        eprintln!(
-            "SKIPPED: neither `chromium` nor `chromium-browser` is on PATH \
-             (.ci/run installs Debian's chromium)"
-        );
+    let Some(browser) = require_tool(
+        "the_page_in_a_browser_lists_the_peers_and_the_price",
+        &["chromium", "chromium-browser"],
+        "chromium",
+    ) else {
         return;
     };
     let community = Community::new();

@@ -18,9 +18,13 @@ fn three_nodes_discover_expire_and_leave() {
     let mut nodes = start_both(&community, &["alpha", "beta", "gamma"]);
     let ids: Vec<String> = nodes.iter().map(|n| n.id()).collect();
 
-    // Each lists the other two within 2 s of all being up.
+    // Waits for: each node's book to list the others, then to drop the
+    // killed node (expiry), then the one that left (its Leave beacon); the
+    // logs say which rule dropped each. The time limits only end a failing
+    // test: beacons go once a tick, expiry takes 3 ticks, but a busy
+    // machine may take longer, so no verdict rests on the time taken.
     for (i, n) in nodes.iter().enumerate() {
-        let took = wait_for(Duration::from_secs(2), || {
+        let took = wait_for(Duration::from_secs(60), || {
             let peers = n.peer_ids();
             peers.len() == 2
                 && ids
@@ -30,38 +34,48 @@ fn three_nodes_discover_expire_and_leave() {
         });
         assert!(
             took.is_some(),
-            "{} did not list both peers in 2 s: {:?}\n{}",
+            "{} did not list both peers: {:?}\n{}",
             n.name,
             n.peer_ids(),
             n.log_text()
         );
     }
 
-    // gamma is killed outright: the others drop it within 3 ticks + 1 s.
+    // gamma is killed outright: the others drop it when it expires.
     let gamma_id = ids[2].clone();
     nodes[2].signal(SIGKILL);
     for n in &nodes[..2] {
-        let took = wait_for(Duration::from_secs(4), || !n.peer_ids().contains(&gamma_id));
+        let took = wait_for(Duration::from_secs(60), || {
+            !n.peer_ids().contains(&gamma_id)
+        });
+        assert!(took.is_some(), "{} still lists killed gamma", n.name);
         assert!(
-            took.is_some(),
-            "{} still lists killed gamma after 4 s",
-            n.name
+            logged(n, "peer expired", &gamma_id),
+            "{} dropped gamma, but not by expiry:\n{}",
+            n.name,
+            n.log_text()
         );
     }
 
-    // beta leaves gracefully: alpha drops it within 1 s (Leave beacon).
+    // beta leaves gracefully: alpha drops it on its Leave beacon, without
+    // waiting for it to expire.
     let beta_id = ids[1].clone();
     assert!(nodes[0].peer_ids().contains(&beta_id));
     nodes[1].signal(SIGTERM);
-    let took = wait_for(Duration::from_secs(1), || {
+    let took = wait_for(Duration::from_secs(60), || {
         !nodes[0].peer_ids().contains(&beta_id)
     });
     assert!(
         took.is_some(),
-        "alpha still lists beta 1 s after SIGTERM\n{}",
+        "alpha still lists beta after SIGTERM\n{}",
         nodes[0].log_text()
     );
-    let exit = nodes[1].wait_exit(Duration::from_secs(5));
+    assert!(
+        logged(&nodes[0], "peer left", &beta_id),
+        "alpha dropped beta, but not on its Leave beacon:\n{}",
+        nodes[0].log_text()
+    );
+    let exit = nodes[1].wait_exit(Duration::from_secs(60));
     assert!(
         exit.is_some_and(|s| s.success()),
         "beta did not exit cleanly on SIGTERM: {exit:?}"
@@ -69,12 +83,19 @@ fn three_nodes_discover_expire_and_leave() {
     assert!(nodes[1].log_text().contains("SIGTERM"));
 }
 
+/// Whether `node`'s log has a line with `what` about peer `id`.
+fn logged(node: &NodeProc, what: &str, id: &str) -> bool {
+    node.log_text()
+        .lines()
+        .any(|l| l.contains(what) && l.contains(id))
+}
+
 #[test]
 fn status_shows_book_with_versions_and_counters() {
     let community = Community::new();
     let nodes = start_both(&community, &["one", "two"]);
     let other = nodes[1].id();
-    wait_for(Duration::from_secs(3), || nodes[0].peer_ids().len() == 1).expect("discovery");
+    wait_for(Duration::from_secs(60), || nodes[0].peer_ids().len() == 1).expect("discovery");
     let st = nodes[0].status();
     let peer = &st["peers"][0];
     assert_eq!(peer["id"], other.as_str());

@@ -1,6 +1,8 @@
 //! Discovery between real hosts: three network namespaces on a bridge,
-//! with UDP broadcast and then multicast beacons. Needs root and `ip`
-//! (iproute2); prints why it skips where it cannot create namespaces.
+//! with UDP broadcast and then multicast beacons, then loss and a healed
+//! partition. Needs root, `ip` (iproute2) and, for the faults, `nft`
+//! (nftables); without them each test prints `SKIPPED <test>: <why>` and
+//! passes.
 
 mod common;
 
@@ -63,6 +65,24 @@ impl Lan {
             ip(&["-n", h, "route", "add", "224.0.0.0/4", "dev", &v])?;
         }
         Ok(lan)
+    }
+}
+
+/// The test LAN tagged `tag`, or `None` after printing why `test` skips:
+/// not root, no `ip`, or namespaces cannot be made here (a container
+/// without the right).
+fn lan_or_skip(test: &str, tag: &str) -> Option<Lan> {
+    if !require_root(test, "network namespaces")
+        || require_tool(test, &["ip"], "iproute2").is_none()
+    {
+        return None;
+    }
+    match Lan::create(tag) {
+        Ok(lan) => Some(lan),
+        Err(e) => {
+            skipped(test, &format!("cannot create network namespaces ({e})"));
+            None
+        }
     }
 }
 
@@ -175,17 +195,30 @@ impl Drop for ChildGuard {
 
 #[test]
 fn broadcast_and_multicast_discovery_between_namespaces() {
-    let tag = format!("{}", std::process::id() % 100_000);
-    let lan = match Lan::create(&tag) {
-        Ok(lan) => lan,
-        Err(e) => {
-            eprintln!("SKIPPED broadcast_and_multicast_discovery_between_namespaces: cannot create network namespaces ({e}); run as root with iproute2");
-            return;
-        }
+    const TEST: &str = "broadcast_and_multicast_discovery_between_namespaces";
+    let Some(lan) = lan_or_skip(TEST, &format!("{}", std::process::id() % 100_000)) else {
+        return;
     };
     let community = Community::new();
     run_discovery(&lan, &community, "broadcast");
     run_discovery(&lan, &community, "multicast");
+}
+
+/// Whether `nft` runs in host namespace `ns` (it needs the kernel's
+/// nf_tables too).
+fn nft_usable(ns: &str) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "list", "ruleset"])
+        .output()
+        .map_err(|e| format!("ip netns exec {ns} nft: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nft list ruleset: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
 
 /// Loads an nftables ruleset into host namespace `ns` (replacing our table).
@@ -256,16 +289,15 @@ fn w2_in(ns: &str, range: u64, samples: u64) -> (bool, serde_json::Value) {
 
 #[test]
 fn loss_and_a_healed_partition_between_namespaces() {
-    let tag = format!("f{}", std::process::id() % 100_000);
-    let lan = match Lan::create(&tag) {
-        Ok(lan) => lan,
-        Err(e) => {
-            eprintln!("SKIPPED loss_and_a_healed_partition_between_namespaces: cannot create network namespaces ({e}); run as root with iproute2");
-            return;
-        }
+    const TEST: &str = "loss_and_a_healed_partition_between_namespaces";
+    if require_tool(TEST, &["nft"], "nftables").is_none() {
+        return;
+    }
+    let Some(lan) = lan_or_skip(TEST, &format!("f{}", std::process::id() % 100_000)) else {
+        return;
     };
-    if let Err(e) = nft(&lan.hosts[0], "") {
-        eprintln!("SKIPPED loss_and_a_healed_partition_between_namespaces: nftables unusable ({e}); install nftables");
+    if let Err(e) = nft_usable(&lan.hosts[0]) {
+        skipped(TEST, &format!("nftables unusable in a namespace ({e})"));
         return;
     }
     let community = Community::new();

@@ -21,6 +21,11 @@ fn the_owner_returning_withdraws_tasks_which_run_elsewhere_and_the_node_comes_ba
     let community = Community::new();
     let input = community.dir.path().join("fake-input-event0");
     let input_glob = community.dir.path().join("fake-input-event*");
+    // The owned node's tasks are held until the test releases them, so the
+    // owner surely comes back while one runs there.
+    let lib = pausing_executor();
+    let pause = Pause::new(&community, "owned");
+    pause.hold();
     let procs = start_cluster_with(
         &community,
         &[
@@ -32,8 +37,9 @@ fn the_owner_returning_withdraws_tasks_which_run_elsewhere_and_the_node_comes_ba
             if i == 1 {
                 // 6 s of owner idleness; no input file yet: idle (headless).
                 format!(
-                    "\n[sharing]\nowner_idle_minutes = 0.1\ninput_devices = [\"{}\"]\n",
-                    input_glob.display()
+                    "\n[sharing]\nowner_idle_minutes = 0.1\ninput_devices = [\"{}\"]\n{}",
+                    input_glob.display(),
+                    pause.executor_config(&lib)
                 )
             } else {
                 String::new()
@@ -42,7 +48,7 @@ fn the_owner_returning_withdraws_tasks_which_run_elsewhere_and_the_node_comes_ba
     );
     let (client, owned, spare) = (&procs[0], &procs[1], &procs[2]);
     let owned_id = owned.id();
-    wait_for(Duration::from_secs(10), || {
+    wait_for(Duration::from_secs(60), || {
         let st = client.status();
         [owned.id(), spare.id()]
             .iter()
@@ -52,23 +58,23 @@ fn the_owner_returning_withdraws_tasks_which_run_elsewhere_and_the_node_comes_ba
     assert_eq!(owned.status()["sharing"]["available"], true);
 
     let control = client.ports.control_addr().to_string();
-    // Long enough (a few seconds) that the owner, who comes back after
-    // 20 tasks, finds tasks on the node at its next sharing check (1 s).
-    let samples = 12_000_000u64;
+    let samples = 2_000_000u64;
     let reference = std::thread::spawn(move || w2_hits_total(200, samples));
     let args = w2_args(200, samples);
     let mut reason = String::new();
     let mut seen_unavailable_by_client = false;
+    // Waits for: 20 tasks done (on the spare node), a task held on the
+    // owned node, the node's and then the client's view of it going
+    // unavailable; then the end of the job and the node coming back.
     let (acted, status, last) = submit_acting_at(&control, &args, 20, || {
-        // The owner comes back while a task runs there (the client keeps
-        // the node busy, but a plan may leave it empty for a moment).
-        wait_for(Duration::from_secs(5), || {
-            owned.status()["compute"]["load"].as_u64() > Some(0)
-        })
-        .expect("a task queued or running on the owned node");
+        // The owner comes back while a task runs there: one is held.
+        assert!(
+            pause.wait_until_held(Duration::from_secs(120)),
+            "no task held on the owned node"
+        );
         // The owner touches the keyboard.
         std::fs::write(&input, b"").unwrap();
-        let went = wait_for(Duration::from_secs(5), || {
+        let went = wait_for(Duration::from_secs(60), || {
             owned.status()["sharing"]["available"] == false
         });
         assert!(
@@ -80,12 +86,18 @@ fn the_owner_returning_withdraws_tasks_which_run_elsewhere_and_the_node_comes_ba
             .as_str()
             .unwrap_or_default()
             .to_string();
-        seen_unavailable_by_client = wait_for(Duration::from_secs(5), || {
+        seen_unavailable_by_client = wait_for(Duration::from_secs(60), || {
+            // The owner keeps typing until the client has seen it, so the
+            // node cannot come back first on a slow machine.
+            std::fs::write(&input, b"").unwrap();
             let st = client.status();
             peer(&st, &owned_id)
                 .is_some_and(|p| p["idle"] == false && p["slots"].as_u64() == Some(0))
         })
         .is_some();
+        // The held task was withdrawn; tasks placed there after the node
+        // comes back run at once.
+        pause.release();
     });
     assert!(acted, "the job ended before the owner came back");
     assert!(
@@ -121,7 +133,7 @@ fn the_owner_returning_withdraws_tasks_which_run_elsewhere_and_the_node_comes_ba
     );
 
     // The owner leaves; after 6 s without input the node offers itself again.
-    let back = wait_for(Duration::from_secs(20), || {
+    let back = wait_for(Duration::from_secs(60), || {
         owned.status()["sharing"]["available"] == true
     });
     assert!(
@@ -129,7 +141,7 @@ fn the_owner_returning_withdraws_tasks_which_run_elsewhere_and_the_node_comes_ba
         "the node never came back:\n{}",
         owned.log_text()
     );
-    let seen = wait_for(Duration::from_secs(5), || {
+    let seen = wait_for(Duration::from_secs(60), || {
         let st = client.status();
         peer(&st, &owned_id).is_some_and(|p| p["idle"] == true && p["slots"].as_u64() > Some(0))
     });

@@ -1,6 +1,8 @@
 //! `lppsp sim` end to end: a tiny scenario, two seeds, two strategies; the
 //! series, earnings, summary and plots are written.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -66,7 +68,10 @@ fn sim_writes_series_summary_and_plots() {
     assert_eq!(csv.lines().count(), 1 + 12, "{csv}");
     let fonts = lppsp_font_present();
     if !fonts {
-        eprintln!("skipping the plot checks: no DejaVu font (install fonts-dejavu-core)");
+        common::skipped(
+            "sim_writes_series_summary_and_plots",
+            "the plot checks only: no DejaVu font (install fonts-dejavu-core; scripts/test does as root)",
+        );
         assert!(stderr.contains("fonts-dejavu-core"), "{stderr}");
         return;
     }

@@ -316,16 +316,12 @@ impl NodeProc {
         }
     }
 
-    /// Waits until the control endpoint answers.
+    /// Waits until the control endpoint answers (for `timeout` or
+    /// [`PATIENCE`], whichever is longer).
     pub fn wait_ready(&self, timeout: Duration) {
-        let t = Instant::now();
-        while t.elapsed() < timeout {
-            if self.try_status().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if wait_for(timeout, || self.try_status().is_some()).is_none() {
+            panic!("node {} not ready; log:\n{}", self.name, self.log_text());
         }
-        panic!("node {} not ready; log:\n{}", self.name, self.log_text());
     }
 
     pub fn try_status(&self) -> Option<serde_json::Value> {
@@ -377,7 +373,10 @@ impl NodeProc {
         }
     }
 
+    /// Waits until the process exits (for `timeout` or [`PATIENCE`],
+    /// whichever is longer).
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let timeout = timeout.max(PATIENCE);
         let t = Instant::now();
         while t.elapsed() < timeout {
             if let Some(c) = &mut self.child {
@@ -414,8 +413,18 @@ fn unsafe_kill(pid: u32, sig: i32) {
         .status();
 }
 
-/// Polls `f` every 25 ms until it is true or `timeout` passes; returns the time it took.
+/// How long a test waits, at least, for something it expects before it
+/// calls it missing. Only a failing test waits this out; a passing one goes
+/// on as soon as the event is seen. Long, because the machine may be busy
+/// (other builds, two CPU burners in `scripts/stress-test`), and no verdict
+/// may depend on how fast the machine is.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Polls `f` every 25 ms until it is true, giving up after `timeout` or
+/// [`PATIENCE`], whichever is longer (`timeout` says what the caller
+/// expects; it is no verdict on speed); returns the time it took.
 pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let timeout = timeout.max(PATIENCE);
     let t = Instant::now();
     loop {
         if f() {
@@ -579,12 +588,54 @@ pub fn lib_file(lib: &str) -> String {
     )
 }
 
-/// Builds the plugin libraries `plugins` (package, library name), which
-/// are cdylibs of this workspace that `cargo test` does not build for a
-/// test of another package, with this test's profile; returns their folder.
-/// A no-op when they are up to date, and it keeps a library from being
-/// stale after its source changed.
+/// Every plugin library of this workspace: (package, library name).
+pub const WORKSPACE_PLUGINS: [(&str, &str); 7] = [
+    ("lppsp-plugin-fastest-first", "lppsp_plugin_fastest_first"),
+    ("lppsp-plugin-proportional", "lppsp_plugin_proportional"),
+    (
+        "lppsp-plugin-fixture-misbehaving",
+        "lppsp_plugin_fixture_misbehaving",
+    ),
+    (
+        "lppsp-plugin-fixture-lying-executor",
+        "lppsp_plugin_fixture_lying_executor",
+    ),
+    (
+        "lppsp-plugin-fixture-pausing-executor",
+        "lppsp_plugin_fixture_pausing_executor",
+    ),
+    (
+        "lppsp-plugin-fixture-foreign-layout",
+        "lppsp_plugin_fixture_foreign_layout",
+    ),
+    (
+        "lppsp-plugin-fixture-not-a-plugin",
+        "lppsp_plugin_fixture_not_a_plugin",
+    ),
+];
+
+/// Builds the plugin libraries, which are cdylibs of this workspace that
+/// `cargo test` does not build for a test of another package, with this
+/// test's profile; checks that `plugins` (package, library name) are among
+/// them and returns their folder. A no-op when they are up to date, and it
+/// keeps a library from being stale after its source changed.
+///
+/// Every test binary builds the same set, [`WORKSPACE_PLUGINS`], once: one
+/// set of packages resolves features one way, so their dependencies are
+/// compiled once for all test binaries rather than once per set asked for.
 pub fn build_plugins(plugins: &[(&str, &str)]) -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = BUILT.get_or_init(|| build_plugins_now(&WORKSPACE_PLUGINS));
+    for (package, lib) in plugins {
+        assert!(
+            WORKSPACE_PLUGINS.contains(&(*package, *lib)),
+            "{package} is not in WORKSPACE_PLUGINS"
+        );
+    }
+    dir.clone()
+}
+
+fn build_plugins_now(plugins: &[(&str, &str)]) -> PathBuf {
     let dir = profile_dir();
     let profile = dir.file_name().unwrap().to_str().unwrap().to_string();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -633,4 +684,127 @@ pub fn build_plugins(plugins: &[(&str, &str)]) -> PathBuf {
         );
     }
     dir
+}
+
+// ------------------------------------------------- outside tools and skips
+
+/// Prints `SKIPPED <test>: <why>` for a test that cannot run here and
+/// returns at once (it passes). Written to stderr directly, past the test
+/// harness's capture of `eprintln!`, so that the line shows in a passing
+/// run (`scripts/test` lists these lines at its end).
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+/// The first of `names` that is an executable file on PATH.
+pub fn on_path(names: &[&str]) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).find_map(|dir| {
+        names.iter().map(|n| dir.join(n)).find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// The outside tool `names` (any of them; from the Debian package
+/// `package`) for `test`: its path, or `None` after printing the skip line.
+pub fn require_tool(test: &str, names: &[&str], package: &str) -> Option<PathBuf> {
+    let found = on_path(names);
+    if found.is_none() {
+        skipped(
+            test,
+            &format!(
+                "`{}` is not on PATH (install {package}; scripts/test does as root)",
+                names.join("` or `")
+            ),
+        );
+    }
+    found
+}
+
+/// Whether this process runs as root (effective uid 0); when not, prints
+/// the skip line for `test`, which needs root `for_what`.
+pub fn require_root(test: &str, for_what: &str) -> bool {
+    let euid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(str::to_string))
+        });
+    let root = euid.as_deref() == Some("0");
+    if !root {
+        skipped(test, &format!("needs root for {for_what}"));
+    }
+    root
+}
+
+// ------------------------------------------------------------ held tasks
+
+/// The pausing executor fixture (plugins/fixtures/pausing-executor),
+/// built: its library.
+pub fn pausing_executor() -> PathBuf {
+    const LIB: &str = "lppsp_plugin_fixture_pausing_executor";
+    build_plugins(&[("lppsp-plugin-fixture-pausing-executor", LIB)]).join(lib_file(LIB))
+}
+
+/// A pause file for the pausing executor: while it exists, every task
+/// that starts on a node loading it is held before its kernel runs, until
+/// the test releases it. Nodes may have one each or share one. This is how a test knows a task is running on a node
+/// and decides when it may end, instead of hoping a task is long enough.
+pub struct Pause {
+    path: PathBuf,
+}
+
+impl Pause {
+    /// The pause file `name` in `community`'s folder (not created).
+    pub fn new(community: &Community, name: &str) -> Self {
+        Self {
+            path: community.dir.path().join(format!("{name}.pause")),
+        }
+    }
+
+    /// The `[executor]` section that loads the pausing executor `lib`
+    /// with this pause file, for a node's config.
+    pub fn executor_config(&self, lib: &Path) -> String {
+        format!(
+            "\n[executor]\nkind = \"plugin\"\npath = \"{}\"\n\n[executor.options]\npause_file = \"{}\"\n",
+            lib.display(),
+            self.path.display()
+        )
+    }
+
+    fn held_marker(&self) -> PathBuf {
+        let mut held = self.path.clone().into_os_string();
+        held.push(".held");
+        PathBuf::from(held)
+    }
+
+    /// From now on, tasks that start on the node are held.
+    pub fn hold(&self) {
+        let _ = std::fs::remove_file(self.held_marker());
+        std::fs::write(&self.path, b"").unwrap();
+    }
+
+    /// Held tasks go on, and new ones run at once.
+    pub fn release(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+
+    /// Exactly one held task goes on (the first to look, on any node
+    /// sharing this pause file); the others stay held.
+    pub fn release_one(&self) {
+        let mut pass = self.path.clone().into_os_string();
+        pass.push(".go");
+        std::fs::write(PathBuf::from(pass), b"").unwrap();
+    }
+
+    /// Waits until a task is held on the node since the last [`Pause::hold`]
+    /// (`timeout` only bounds a failing test).
+    pub fn wait_until_held(&self, timeout: Duration) -> bool {
+        let marker = self.held_marker();
+        wait_for(timeout, || marker.exists()).is_some()
+    }
 }

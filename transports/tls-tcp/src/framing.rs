@@ -487,12 +487,14 @@ mod tests {
         let mut whole = Vec::new();
         encode(&frames()[0], &mut whole);
         let half = whole[..whole.len() / 2].to_vec();
+        let (done, wait_done) = tokio::sync::oneshot::channel::<()>();
         let writer = tokio::spawn(async move {
             tokio::time::sleep(deadline * 2).await;
             a.write_all(&whole).await.unwrap();
-            // Then half a frame, and nothing more.
+            // Then half a frame, and nothing more: the stream stays open
+            // until the reader has given up, however slow the machine.
             a.write_all(&half).await.unwrap();
-            tokio::time::sleep(deadline * 5).await;
+            let _ = wait_done.await;
             drop(a);
         });
         let first = source.read_frame().await;
@@ -501,6 +503,7 @@ mod tests {
             Err(TransportError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::TimedOut),
             other => panic!("{other:?}"),
         }
-        writer.abort();
+        let _ = done.send(());
+        writer.await.unwrap();
     }
 }
