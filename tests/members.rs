@@ -177,7 +177,7 @@ fn cluster_with_rogue_compute(
     community: &Community,
     rogue_name: &str,
     power: u64,
-) -> (Vec<NodeProc>, Rogue, common::rogue::Announcing) {
+) -> (Vec<NodeProc>, Rogue, common::rogue_beacon::KeepAlive) {
     let procs = start_cluster_with(community, &client_and_computes(1), |i, _| {
         if i == 0 {
             "\n[scheduler]\nkind = \"round-robin\"\n".to_string()
@@ -185,8 +185,8 @@ fn cluster_with_rogue_compute(
             String::new()
         }
     });
-    let rogue = Rogue::new(community, rogue_name);
-    let announcing = rogue.keep_announcing_compute(&[procs[0].ports.beacon], power, 1);
+    let rogue = Rogue::new(community, rogue_name, &[procs[0].ports.beacon]);
+    let announcing = rogue.keep_announcing_compute(power, 1);
     procs[0]
         .wait_for_compute_peers(2, WAIT)
         .expect("the client lists the rogue as a compute node");
@@ -394,8 +394,8 @@ fn an_integrate_for_every_task_there_could_be_does_not_stall_the_node() {
     let community = Community::new();
     let procs = start_cluster(&community, &client_and_computes(1));
     let (client, victim) = (&procs[0], &procs[1]);
-    let rogue = Rogue::new(&community, "staller");
-    rogue.announce_client(&[victim.ports.beacon], lppsp_core::money::Bounty::ZERO);
+    let rogue = Rogue::new(&community, "staller", &[victim.ports.beacon]);
+    rogue.announce_client(lppsp_core::money::Bounty::ZERO);
     let mut conn = rogue.connect(std::net::SocketAddr::from((
         [127, 0, 0, 1],
         victim.ports.tls,
@@ -448,9 +448,9 @@ fn a_member_flooding_a_node_with_tasks_gets_only_its_share() {
         }
     });
     let (client, victim) = (&procs[0], &procs[1]);
-    let rogue = Rogue::new(&community, "flooder");
+    let rogue = Rogue::new(&community, "flooder", &[victim.ports.beacon]);
     let grant = lppsp_core::money::Bounty::from_units(1_000_000).unwrap();
-    rogue.announce_client(&[victim.ports.beacon], grant);
+    rogue.announce_client(grant);
     wait_for(WAIT, || {
         victim.status()["peers"]
             .as_array()

@@ -6,7 +6,7 @@
 //! What it says is up to the test. It keeps itself in the nodes' books by
 //! repeating a plain Hand from a background thread, and answers nothing.
 
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -110,14 +110,49 @@ impl RogueBeacon {
         );
     }
 
+    /// A Hand and an Idle at the initial price and epoch, as a live node
+    /// sends them: an idle compute node at `addr` promising `power` MFLOPS
+    /// on `slots` slots, or, with `bounty`, a client.
+    pub fn announce(&self, addr: SocketAddr, power: u64, slots: u32, bounty: Option<Bounty>) {
+        let hand = Hand {
+            addr: Endpoint(addr),
+            power,
+            arch: Arch::new(std::env::consts::ARCH).unwrap(),
+            is_client: bounty.is_some(),
+            remaining_bounty: bounty,
+        };
+        let price = Price::from_units(1).unwrap();
+        let claims = HandClaims {
+            slots,
+            epoch: (0, None),
+        };
+        let idle = Message::Idle {
+            idle: bounty.is_none(),
+        };
+        self.send(price, Message::Hand(hand), Some(claims), None);
+        self.send(price, idle, None, Some(0));
+    }
+
     /// Keeps the rogue in the nodes' books: a plain Hand at the initial
     /// price and epoch every `every`, until the returned guard is dropped.
     pub fn keep_alive(self: &Arc<Self>, every: Duration) -> KeepAlive {
+        self.repeat(every, |me| {
+            me.hand(Price::from_units(1).unwrap(), (0, None))
+        })
+    }
+
+    /// Calls `say` every `every` from a thread of its own, until the
+    /// returned guard is dropped.
+    pub fn repeat(
+        self: &Arc<Self>,
+        every: Duration,
+        say: impl Fn(&RogueBeacon) + Send + 'static,
+    ) -> KeepAlive {
         let stop = Arc::new(AtomicBool::new(false));
         let (me, flag) = (self.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             while !flag.load(Ordering::Relaxed) {
-                me.hand(Price::from_units(1).unwrap(), (0, None));
+                say(&me);
                 std::thread::sleep(every);
             }
         });
