@@ -15,8 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use lppsp_core::config::IdentitySection;
-use lppsp_transport_tls::Identity;
 
 type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
@@ -38,14 +36,7 @@ struct RawPeer {
 
 impl RawPeer {
     fn new(community: &Community, name: &str) -> Self {
-        community.issue(name);
-        let dir = community.dir.path();
-        let identity = Identity::load(&IdentitySection {
-            ca_cert: community.ca_dir().join("ca.pem"),
-            cert: dir.join(format!("{name}.pem")),
-            key: dir.join(format!("{name}.key")),
-        })
-        .expect("load the raw peer's identity");
+        let identity = member_identity(community, name);
         let config = lppsp_transport_tls::transport::client_config(&identity).unwrap();
         Self { config }
     }

@@ -166,16 +166,5 @@ fn a_node_that_missed_the_receipts_catches_up_by_anti_entropy() {
         "the bystander fetched the {want} receipts it missed:\n{}",
         procs[3].log_text()
     );
-    let balances = |p: &NodeProc| {
-        let replies = control_call(p.ports.control_addr(), r#"{"op":"ledger"}"#);
-        let mut b: Vec<String> = replies[0]["balances"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.to_string())
-            .collect();
-        b.sort();
-        b
-    };
-    assert_eq!(balances(&procs[3]), balances(&procs[0]));
+    assert_eq!(ledger_balances(&procs[3]), ledger_balances(&procs[0]));
 }

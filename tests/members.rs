@@ -55,19 +55,11 @@ fn refusals(node: &NodeProc, reason: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Every balance in `node`'s ledger, by node id.
+/// Every balance in `node`'s ledger, by node id, in units.
 fn balances(node: &NodeProc) -> BTreeMap<String, f64> {
-    let replies = control_call(node.ports.control_addr(), r#"{"op":"ledger"}"#);
-    replies[0]["balances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| {
-            (
-                b["node"].as_str().unwrap().to_string(),
-                units(&b["balance"]),
-            )
-        })
+    ledger_balances(node)
+        .into_iter()
+        .map(|(id, b)| (id, b.parse().expect("a balance in units")))
         .collect()
 }
 

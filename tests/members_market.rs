@@ -100,20 +100,9 @@ fn assert_ledgers_agree(procs: &[NodeProc]) {
         "receipts did not spread: {:#?}",
         st.iter().map(|s| s["ledger"].clone()).collect::<Vec<_>>()
     );
-    let balances = |p: &NodeProc| {
-        let replies = control_call(p.ports.control_addr(), r#"{"op":"ledger"}"#);
-        let mut b: Vec<String> = replies[0]["balances"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.to_string())
-            .collect();
-        b.sort();
-        b
-    };
-    let first = balances(&procs[0]);
+    let first = ledger_balances(&procs[0]);
     for p in &procs[1..] {
-        assert_eq!(balances(p), first, "{} holds other balances", p.name);
+        assert_eq!(ledger_balances(p), first, "{} holds other balances", p.name);
     }
     let grant = units(&st[0]["balance"]["grant"]);
     // A node with no receipt yet holds its grant.

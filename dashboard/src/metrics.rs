@@ -178,27 +178,15 @@ pub fn encode(status: &Value) -> Result<String, std::fmt::Error> {
         uint(&status["jobs"]["tasks_in_pool"]),
     );
 
-    let dropped = Family::<Labels, Counter>::default();
-    if let Some(reasons) = status["dropped_beacons"].as_object() {
-        for (reason, n) in reasons {
-            dropped
-                .get_or_create(&vec![("reason".into(), reason.clone())])
-                .inc_by(uint(n));
-        }
-    }
-    reg.register("beacons_dropped", "Beacons dropped, by reason", dropped);
-    let refused = Family::<Labels, Counter>::default();
-    if let Some(reasons) = status["member_refusals"].as_object() {
-        for (reason, n) in reasons {
-            refused
-                .get_or_create(&vec![("reason".into(), reason.clone())])
-                .inc_by(uint(n));
-        }
-    }
+    reg.register(
+        "beacons_dropped",
+        "Beacons dropped, by reason",
+        by_reason(&status["dropped_beacons"]),
+    );
     reg.register(
         "member_refusals",
         "Frames, beacons and claims refused from members, by reason",
-        refused,
+        by_reason(&status["member_refusals"]),
     );
     counter(
         &mut reg,
@@ -255,6 +243,18 @@ fn text_of(v: &Value) -> String {
         Value::Null => String::new(),
         other => other.to_string(),
     }
+}
+
+/// A counter family labelled `reason` from a status object of counts by
+/// reason (absent: no series).
+fn by_reason(counts: &serde_json::Value) -> Family<Labels, Counter> {
+    let family = Family::<Labels, Counter>::default();
+    for (reason, n) in counts.as_object().into_iter().flatten() {
+        family
+            .get_or_create(&vec![("reason".into(), reason.clone())])
+            .inc_by(n.as_u64().unwrap_or(0));
+    }
+    family
 }
 
 #[cfg(test)]

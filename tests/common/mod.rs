@@ -126,6 +126,34 @@ impl Community {
     }
 }
 
+/// Issues `name` a certificate of `community` and loads it as a node
+/// identity: what a member holds, for tests that speak as one.
+pub fn member_identity(community: &Community, name: &str) -> lppsp_transport_tls::Identity {
+    community.issue(name);
+    let dir = community.dir.path();
+    lppsp_transport_tls::Identity::load(&lppsp_core::config::IdentitySection {
+        ca_cert: community.ca_dir().join("ca.pem"),
+        cert: dir.join(format!("{name}.pem")),
+        key: dir.join(format!("{name}.key")),
+    })
+    .expect("load a member's identity")
+}
+
+/// Every balance in `node`'s ledger, by node id (the `ledger` control
+/// request's figures, as text).
+pub fn ledger_balances(node: &NodeProc) -> std::collections::BTreeMap<String, String> {
+    let replies = control_call(node.ports.control_addr(), r#"{"op":"ledger"}"#);
+    replies[0]["balances"]
+        .as_array()
+        .expect("a ledger reply lists balances")
+        .iter()
+        .map(|b| {
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+            (text(&b["node"]), text(&b["balance"]))
+        })
+        .collect()
+}
+
 /// Ports of one node, and its control socket.
 #[derive(Clone, Copy, Debug)]
 pub struct Ports {

@@ -9,12 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lppsp_core::component::{FrameReader, FrameWriter};
-use lppsp_core::config::IdentitySection;
 use lppsp_core::money::Bounty;
 use lppsp_core::wire::{Frame, Limits};
 use lppsp_core::NodeId;
 use lppsp_transport_tls::transport::{TlsFrameReader, TlsFrameWriter, TlsOptions};
-use lppsp_transport_tls::{Identity, TlsTransport};
+use lppsp_transport_tls::TlsTransport;
 
 use super::rogue_beacon::{KeepAlive, RogueBeacon};
 use super::{free_port, Community};
@@ -42,15 +41,7 @@ impl Rogue {
     /// `to` and listening for TLS on a free loopback port.
     pub fn new(community: &Community, name: &str, to: &[u16]) -> Self {
         let beacons = RogueBeacon::new(community, name, to);
-        let dir = community.dir.path();
-        let identity = Arc::new(
-            Identity::load(&IdentitySection {
-                ca_cert: community.ca_dir().join("ca.pem"),
-                cert: dir.join(format!("{name}.pem")),
-                key: dir.join(format!("{name}.key")),
-            })
-            .expect("load the rogue's identity"),
-        );
+        let identity = beacons.identity();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use lppsp_core::beacon::{self, BeaconHeaders};
-use lppsp_core::config::IdentitySection;
 use lppsp_core::money::{Bounty, Price};
 use lppsp_core::wire::{Arch, Endpoint, Hand, Message};
 use lppsp_core::{NodeId, PROTOCOL_VERSION};
@@ -31,7 +30,7 @@ pub struct HandClaims {
 /// The modified member's beacon side.
 pub struct RogueBeacon {
     pub id: NodeId,
-    identity: Identity,
+    identity: Arc<Identity>,
     udp: UdpSocket,
     /// Beacon ports of the nodes it talks to.
     to: Vec<u16>,
@@ -41,14 +40,7 @@ pub struct RogueBeacon {
 impl RogueBeacon {
     /// A member named `name` of `community`, sending to the beacon ports `to`.
     pub fn new(community: &Community, name: &str, to: &[u16]) -> Arc<Self> {
-        community.issue(name);
-        let dir = community.dir.path();
-        let identity = Identity::load(&IdentitySection {
-            ca_cert: community.ca_dir().join("ca.pem"),
-            cert: dir.join(format!("{name}.pem")),
-            key: dir.join(format!("{name}.key")),
-        })
-        .expect("load the rogue's identity");
+        let identity = Arc::new(super::member_identity(community, name));
         // Like a node: sequence numbers from the wall clock in ms.
         let seq = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -89,6 +81,11 @@ impl RogueBeacon {
             // A lost datagram is what UDP does; the test waits for effects.
             let _ = self.udp.send_to(&datagram, ("127.0.0.1", *port));
         }
+    }
+
+    /// The member's identity (certificate and key), for its TLS side.
+    pub fn identity(&self) -> Arc<Identity> {
+        self.identity.clone()
     }
 
     /// A client Hand (no slots, so nothing is ever placed on it) at
