@@ -1041,6 +1041,12 @@ impl Driver {
             "rounds": self.market.stats(),
             "peers_at_other_price": behind,
             "peers_at_other_state": self.market.diverging().iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "history": self.market.history().map(|r| json!({
+                "at_ms": r.at_ms,
+                "epoch": r.state.epoch,
+                "price": r.state.price.to_string(),
+                "proposer": r.state.proposer.map(|p| p.to_string()),
+            })).collect::<Vec<_>>(),
         })
     }
 
