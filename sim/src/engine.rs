@@ -38,11 +38,12 @@ use lppsp_core::splitmix::splitmix64;
 use lppsp_core::wire::{Arch, Endpoint, Frame, Hand, JobId, KernelName, Message};
 use lppsp_core::{NodeId, PROTOCOL_VERSION};
 use lppsp_ledger::{Meters, TaskCharge};
-use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::rand_core::RngCore;
 use rand_chacha::ChaCha8Rng;
 
+use crate::draws::{self, unit};
 use crate::money::SharedLedger;
-use crate::scenario::{Dist, Scenario, Strategy, NO_BALANCER};
+use crate::scenario::{Scenario, Strategy, NO_BALANCER};
 use crate::SimError;
 
 /// Receipts are dated from here (2026-01-01T00:00:00Z) plus virtual time.
@@ -135,28 +136,6 @@ pub struct RunOptions {
 
 fn node_id(index: usize) -> NodeId {
     NodeId::from_bytes(splitmix64(index as u64 + 1).to_be_bytes())
-}
-
-/// A uniform number in [0, 1).
-fn unit(rng: &mut ChaCha8Rng) -> f64 {
-    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-fn draw(rng: &mut ChaCha8Rng, d: &Dist) -> f64 {
-    match *d {
-        Dist::Fixed { value } => value,
-        Dist::Uniform { min, max } => min + unit(rng) * (max - min),
-        Dist::Lognormal { median, sigma } => {
-            let u1 = unit(rng).max(f64::MIN_POSITIVE);
-            let u2 = unit(rng);
-            let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-            median * (sigma * z).exp()
-        }
-    }
-}
-
-fn price_of(v: f64) -> Price {
-    Price::from_micros((v.max(0.0) * 1e6).round().min(9e18) as u64)
 }
 
 fn units(micros: i128) -> f64 {
@@ -322,11 +301,7 @@ impl<'a> Sim<'a> {
         registry: &'a Registry,
         opts: RunOptions,
     ) -> Result<Self, SimError> {
-        let rng = |stream: u64| {
-            let mut r = ChaCha8Rng::seed_from_u64(opts.seed);
-            r.set_stream(stream);
-            r
-        };
+        let rng = |s: u64| draws::stream(opts.seed, s);
         let domains = if sc.links.partitions.is_empty() { 1 } else { 2 };
         let observer = NodeId::from_bytes([0; 8]);
         let books = (0..domains)
@@ -358,10 +333,10 @@ impl<'a> Sim<'a> {
             view_slots: vec![Vec::new(); domains],
             partition: None,
             ledger: SharedLedger::new(sc.grant, opts.keep_receipts),
-            arrivals_rng: rng(1),
-            churn_rng: rng(2),
-            link_rng: rng(3),
-            pop_rng: rng(4),
+            arrivals_rng: rng(draws::ARRIVALS_STREAM),
+            churn_rng: rng(draws::CHURN_STREAM),
+            link_rng: rng(draws::LINKS_STREAM),
+            pop_rng: rng(draws::POPULATION_STREAM),
             clients: Vec::new(),
             next_key: 0,
             submitted: 0,
@@ -426,24 +401,13 @@ impl<'a> Sim<'a> {
         let index = self.nodes.len();
         let id = node_id(index);
         let pop = &self.sc.population;
-        let power = draw(&mut self.pop_rng, &pop.power).round().max(1.0) as u64;
-        let total: u32 = pop.architectures.iter().map(|a| a.weight).sum();
-        let mut pick = (unit(&mut self.pop_rng) * f64::from(total)) as u32;
-        let mut arch_name = "x86_64";
-        for a in &pop.architectures {
-            if pick < a.weight {
-                arch_name = &a.name;
-                break;
-            }
-            pick -= a.weight;
-        }
-        let arch = Arch::new(arch_name).map_err(SimError::Scenario)?;
-        let reserve = pop
-            .reserve_price
-            .as_ref()
-            .map(|d| price_of(draw(&mut self.pop_rng, d)))
-            .unwrap_or(Price::ZERO);
-        let is_client = unit(&mut self.pop_rng) < pop.clients;
+        let draws::NodeDraw {
+            power,
+            arch,
+            reserve,
+            is_client,
+        } = draws::node(&mut self.pop_rng, pop);
+        let arch = Arch::new(arch).map_err(SimError::Scenario)?;
         let runs_balancer = pop
             .balancer_nodes
             .is_none_or(|n| (index as u64) < u64::from(n));
@@ -942,61 +906,26 @@ impl<'a> Sim<'a> {
     }
 
     fn next_arrival(&mut self) {
-        let j = &self.sc.jobs;
-        let peak = j.surge.as_ref().map_or(1.0, |s| s.factor.max(1.0));
-        let max_rate = j.rate_per_s * peak;
-        if max_rate <= 0.0 {
-            return;
-        }
-        // Thinning: draw at the peak rate, keep with probability rate(t)/peak.
-        let mut t = self.now as f64;
-        loop {
-            let u = unit(&mut self.arrivals_rng);
-            t += -(1.0 - u).ln() / max_rate * 1000.0;
-            if t > (self.sc.duration_s * 1000) as f64 {
-                return;
-            }
-            let at_s = t / 1000.0;
-            let rate = match &j.surge {
-                Some(s) if at_s >= s.at_s as f64 && at_s < s.until_s as f64 => {
-                    j.rate_per_s * s.factor
-                }
-                _ => j.rate_per_s,
-            };
-            if unit(&mut self.arrivals_rng) * max_rate < rate {
-                self.push(t.ceil() as u64, Ev::Arrival);
-                return;
-            }
+        if let Some(at) = draws::next_arrival_ms(
+            &mut self.arrivals_rng,
+            &self.sc.jobs,
+            self.sc.duration_s,
+            self.now,
+        ) {
+            self.push(at, Ev::Arrival);
         }
     }
 
     fn arrival(&mut self) -> Result<(), SimError> {
         let j = &self.sc.jobs;
-        let rng = &mut self.arrivals_rng;
-        let tasks = draw(rng, &j.tasks).round().max(1.0) as u64;
-        let works: Vec<u64> = (0..tasks)
-            .map(|_| draw(rng, &j.task_mflop).round().max(1.0) as u64)
-            .collect();
-        let max_price = j.max_price.as_ref().map(|d| price_of(draw(rng, d)));
-        let arch = if unit(rng) < j.arch_constrained {
-            let pop = &self.sc.population;
-            let total: u32 = pop.architectures.iter().map(|a| a.weight).sum();
-            let mut pick = (unit(rng) * f64::from(total)) as u32;
-            let mut name = None;
-            for a in &pop.architectures {
-                if pick < a.weight {
-                    name = Some(a.name.clone());
-                    break;
-                }
-                pick -= a.weight;
-            }
-            name.and_then(|n| Arch::new(n).ok())
-        } else {
-            None
-        };
-        let pick = unit(rng);
-        let clients = &self.clients;
-        let Some(&c) = clients.get((pick * clients.len() as f64) as usize) else {
+        let draws::JobDraw {
+            works,
+            max_price,
+            arch,
+            client_pick,
+        } = draws::job(&mut self.arrivals_rng, j, &self.sc.population);
+        let arch = arch.and_then(|n| Arch::new(n).ok());
+        let Some(c) = draws::pick_client(client_pick, &self.clients) else {
             return Ok(());
         };
         let budget = j.budget.min(self.remaining(c));

@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod draws;
 pub mod engine;
 pub mod money;
 pub mod output;

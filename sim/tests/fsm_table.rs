@@ -67,8 +67,43 @@ impl Table {
         }
     }
 
-    /// One sample: (next state, proposal, row applied).
-    fn sample(&self, state: State, s: &MarketSample) -> (State, Option<Price>, u32) {
+    /// Rows 22 and 23, and the calm timer of row 24: the committed price
+    /// moved before sample `s`, which dates the move.
+    fn moved(&self, state: State, s: &MarketSample) -> State {
+        let t = s.at_ms;
+        match state {
+            State::Observing { p0, awaiting, .. } => State::Observing {
+                since: t,
+                p0,
+                extra: false,
+                awaiting,
+            },
+            State::Idle { .. } if s.pressure_milli >= self.t => State::Observing {
+                since: t,
+                p0: s.pressure_milli,
+                extra: false,
+                awaiting: None,
+            },
+            State::Idle {
+                armed,
+                stopped_at,
+                calm_since,
+            } => State::Idle {
+                armed,
+                stopped_at,
+                calm_since: calm_since.map(|_| t),
+            },
+        }
+    }
+
+    /// One sample: (next state, proposal, row applied). `last_move` is
+    /// when the price last moved.
+    fn sample(
+        &self,
+        state: State,
+        s: &MarketSample,
+        last_move: Option<u64>,
+    ) -> (State, Option<Price>, u32) {
         let (p, t, m) = (s.pressure_milli, s.at_ms, s.price);
         match state {
             State::Idle {
@@ -77,6 +112,14 @@ impl Table {
                 calm_since,
             } => {
                 if p >= self.t {
+                    if last_move.is_some_and(|at| t.saturating_sub(at) < self.w) {
+                        let next = State::Idle {
+                            armed,
+                            stopped_at,
+                            calm_since: None,
+                        };
+                        return (next, None, 24);
+                    }
                     if armed {
                         return self.raise(s, p, 2);
                     }
@@ -206,12 +249,27 @@ fn fsm_decisions_in_a_simulated_run_follow_the_transition_table() {
             stopped_at: 0,
             calm_since: None,
         };
+        // The market as the balancer knows it, whether it moved since the
+        // last sample, and when it last moved (rows 22-24).
+        let mut market: Option<Price> = None;
+        let mut moved = false;
+        let mut last_move: Option<u64> = None;
         for (k, ev) in out.trace.iter().enumerate() {
             match ev {
-                TraceEvent::Commit(price) => state = table.market(state, *price),
+                TraceEvent::Commit(price) => {
+                    moved |= market != Some(*price);
+                    market = Some(*price);
+                    state = table.market(state, *price);
+                }
                 TraceEvent::Sample { sample, proposal } => {
+                    moved |= market.is_some_and(|m| m != sample.price);
+                    market = Some(sample.price);
                     state = table.market(state, sample.price);
-                    let (next, expected, row) = table.sample(state, sample);
+                    if std::mem::take(&mut moved) {
+                        last_move = Some(sample.at_ms);
+                        state = table.moved(state, sample);
+                    }
+                    let (next, expected, row) = table.sample(state, sample, last_move);
                     assert_eq!(
                         proposal.as_ref().map(|p| p.price),
                         expected,
