@@ -130,23 +130,37 @@ pub fn status(socket: &Path) -> Option<serde_json::Value> {
         .next()
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One node to start: its name, its `[node] role`, the command that runs
+/// it (`node`, or `observe` for an observer), lines added to its
+/// `[network]` section, and TOML sections appended to its config.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub name: String,
+    pub role: &'static str,
+    pub command: &'static str,
+    pub network: String,
+    pub extra: String,
+}
+
 fn write_config(
     dir: &Path,
-    name: &str,
-    role: &str,
-    tls: u16,
-    beacon: u16,
-    dashboard: u16,
+    spec: &NodeSpec,
+    (tls, beacon, dashboard): (u16, u16, u16),
     peers: &[u16],
-    extra: &str,
 ) -> anyhow::Result<PathBuf> {
+    let NodeSpec {
+        name,
+        role,
+        network,
+        extra,
+        ..
+    } = spec;
     let peers: Vec<String> = peers.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
     let text = format!(
         "[node]\nname = \"{name}\"\nrole = \"{role}\"\ndata_dir = \"{name}-data\"\n\n\
          [identity]\nca_cert = \"ca/ca.pem\"\ncert = \"{name}.pem\"\nkey = \"{name}.key\"\n\n\
          [network]\nlisten = \"127.0.0.1:{tls}\"\nbeacon_listen = \"127.0.0.1:{beacon}\"\n\
-         discovery = \"static\"\nstatic_peers = [{}]\n\n\
+         discovery = \"static\"\nstatic_peers = [{}]\n{network}\n\
          [dashboard]\nlisten = \"127.0.0.1:{dashboard}\"\n\n{extra}",
         peers.join(", ")
     );
@@ -167,6 +181,21 @@ impl Cluster {
         community: &str,
         extra: &str,
     ) -> anyhow::Result<Self> {
+        let spec = |name: String, role| NodeSpec {
+            name,
+            role,
+            command: "node",
+            network: String::new(),
+            extra: extra.to_string(),
+        };
+        let mut specs = vec![spec("client".to_string(), "client")];
+        specs.extend((1..=compute_nodes).map(|i| spec(format!("compute-{i}"), "compute")));
+        Self::start_nodes(&specs, prefix, community)
+    }
+
+    /// As [`Cluster::start`], for any set of nodes; `specs[0]` is the one
+    /// [`Cluster::client`] returns.
+    pub fn start_nodes(specs: &[NodeSpec], prefix: &str, community: &str) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix(prefix)
             .tempdir()
@@ -175,17 +204,16 @@ impl Cluster {
         let ca = dir.path().join("ca");
         std::fs::create_dir_all(&ca).with_context(|| format!("creating {}", ca.display()))?;
         lppsp_transport_tls::ca::init_ca(&ca, community).context("making the community CA")?;
-        let mut names = vec!["client".to_string()];
-        names.extend((1..=compute_nodes).map(|i| format!("compute-{i}")));
         let mut ports = Vec::new();
-        for _ in &names {
+        for _ in specs {
             ports.push((free_port_tcp()?, free_port_udp()?, free_port_tcp()?));
         }
         let mut cluster = Cluster {
             nodes: Vec::new(),
             dir,
         };
-        for (i, name) in names.iter().enumerate() {
+        for (i, spec) in specs.iter().enumerate() {
+            let name = &spec.name;
             let dir = cluster.dir.path();
             let id = lppsp_transport_tls::ca::issue(&ca, name, dir)
                 .with_context(|| format!("issuing a certificate for {name}"))?;
@@ -195,14 +223,13 @@ impl Cluster {
                 .filter(|(j, _)| *j != i)
                 .map(|(_, p)| p.1)
                 .collect();
-            let role = if i == 0 { "client" } else { "compute" };
-            let (tls, beacon, dashboard) = ports[i];
-            let cfg = write_config(dir, name, role, tls, beacon, dashboard, &peers, extra)?;
+            let (tls, _, dashboard) = ports[i];
+            let cfg = write_config(dir, spec, ports[i], &peers)?;
             let log_path = dir.join(format!("{name}.log"));
             let log = std::fs::File::create(&log_path)
                 .with_context(|| format!("creating {}", log_path.display()))?;
             let child = Command::new(&exe)
-                .args(["node", "--config"])
+                .args([spec.command, "--config"])
                 .arg(&cfg)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())

@@ -12,6 +12,7 @@ pub mod node;
 pub mod observe;
 pub mod plugin;
 pub mod sim;
+pub mod sim_real;
 pub mod status;
 pub mod submit;
 

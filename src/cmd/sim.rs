@@ -22,6 +22,10 @@ pub struct SimArgs {
     /// Runs simulated at once.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Run the scenario on real node processes on loopback instead, in
+    /// real time, with the same population and jobs (docs/experiments.md).
+    #[arg(long)]
+    pub real: bool,
 }
 
 /// `1..10`, `1..=10`, `4` or `1,2,3`.
@@ -47,6 +51,13 @@ pub fn parse_seeds(s: &str) -> anyhow::Result<Vec<u64>> {
 pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     let seeds = parse_seeds(&args.seeds)?;
     let scenario = lppsp_sim::Scenario::load(&args.scenario)?;
+    if args.real {
+        let written = super::sim_real::run(&scenario, &seeds, &args.out)
+            .with_context(|| format!("running {} on real nodes", args.scenario.display()))?;
+        println!("{}", written.summary_md);
+        println!("{} files in {}", written.files.len(), args.out.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     let registry = crate::registry::builtin();
     let runs = (scenario.strategies.len() * seeds.len()) as u64;
     let total_ms = runs * scenario.duration_s * 1000;
