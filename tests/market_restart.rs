@@ -211,6 +211,23 @@ fn a_restart_of_every_node_keeps_the_committed_price_and_epoch() {
             p.name
         );
     }
+    // `lppsp status` says so in its human output.
+    let control = procs[1].ports.control_addr().to_string();
+    let out = lppsp(&["status", "--control", &control]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for line in [
+        format!(
+            "committed: {} at epoch {} (round of {})",
+            agreed.0, agreed.1, agreed.2
+        ),
+        format!(
+            "started from the stored state: epoch {} at {}",
+            agreed.1, agreed.0
+        ),
+    ] {
+        assert!(text.contains(&line), "no `{line}` in:\n{text}");
+    }
     // And they hold it together once they see each other again.
     wait_for_peers(&procs, 2);
     let all: Vec<&NodeProc> = procs.iter().collect();
@@ -224,4 +241,45 @@ fn a_restart_of_every_node_keeps_the_committed_price_and_epoch() {
             p.name
         );
     }
+}
+
+#[test]
+fn a_damaged_stored_state_stops_the_node_with_an_error_naming_the_file() {
+    let community = Community::new();
+    community.issue("solo");
+    let ports = Ports::free();
+    let cfg = write_config(
+        community.dir.path(),
+        &community.ca_dir(),
+        "solo",
+        "both",
+        ports,
+        &[Ports::free()],
+    );
+    let data_dir = community.dir.path().join("solo-data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let file = data_dir.join("market.json");
+    std::fs::write(
+        &file,
+        r#"{"version":1,"epoch":7,"proposer":null,"price":"3"}"#,
+    )
+    .unwrap();
+    let mut node = NodeProc::start(&cfg, "solo", ports);
+    let status = node
+        .wait_exit(Duration::from_secs(20))
+        .expect("the node stops");
+    assert!(!status.success());
+    let log = node.log_text();
+    assert!(
+        log.contains(&file.display().to_string())
+            && log.contains("not a stored market state")
+            && log.contains("no proposer for epoch 7"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    // The file is left as it was, for its owner to look at.
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        r#"{"version":1,"epoch":7,"proposer":null,"price":"3"}"#
+    );
 }

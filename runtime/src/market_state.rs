@@ -106,7 +106,7 @@ impl MarketStateFile {
             (0, Some(_)) => return Err(invalid("a proposer at epoch 0".into())),
             (1.., None) => {
                 return Err(invalid(format!(
-                    "no proposer for epoch {} (only epoch 0 has none)",
+                    "no proposer for epoch {}; only epoch 0 has none",
                     stored.epoch
                 )))
             }
