@@ -461,3 +461,185 @@ fn a_taken_dashboard_port_leaves_the_node_running() {
         "{log}"
     );
 }
+
+/// An ml balancer fed samples whose demand falls and supply rises with the
+/// price (demand ~ 1/p, supply ~ p), a few with no supply: it has a fit,
+/// skipped samples, and a proposal.
+fn fitted_ml_balancer() -> lppsp_balancer_ml::MlBalancer {
+    use lppsp_core::component::{Balancer as _, MarketSample};
+    use lppsp_core::money::Price;
+    let mut ml = lppsp_balancer_ml::MlBalancer::new(lppsp_balancer_ml::MlConfig::default());
+    let prices_milli = [1000u64, 1250, 1500, 1750, 2000, 2250, 2500];
+    for i in 0..40u64 {
+        let p = prices_milli[(i % 7) as usize];
+        let supply = if i % 10 == 3 { 0 } else { 2 * p };
+        ml.on_sample(&MarketSample {
+            at_ms: i * 5_000,
+            price: Price::from_micros(p * 1000),
+            pressure_milli: 0,
+            demand_tasks: 6_000_000 / p,
+            supply_mflops: supply,
+            nodes: 4,
+        });
+    }
+    ml
+}
+
+/// The balancer panel of an ml node with a fit, checked in the browser
+/// and on `/metrics`. The dashboard here asks a stand-in for the node
+/// driver, which answers every status request with one fixed status
+/// holding a real ml balancer's state (no pool of real nodes gives a
+/// fit in test time: nothing on them answers to price).
+#[test]
+fn the_balancer_panel_shows_the_ml_fit() {
+    let Some(browser) = require_tool(
+        "the_balancer_panel_shows_the_ml_fit",
+        &["chromium", "chromium-browser"],
+        "chromium",
+    ) else {
+        return;
+    };
+    use lppsp_core::component::Balancer as _;
+    let ml = fitted_ml_balancer();
+    let state: serde_json::Value = serde_json::from_str(&ml.status_json().unwrap()).unwrap();
+    let fit = state["fit"].clone();
+    assert!(fit.is_object(), "the samples give a fit: {state:#}");
+    let status = serde_json::json!({
+        "node": {"id": "0102030405060708", "name": "observer", "role": "observer"},
+        "market": {
+            "price": "2", "epoch": 5, "proposer": "a1b2c3d4e5f60708",
+            "balancer": ml.describe(), "balancer_kind": "ml", "balancer_proposes": true,
+            "balancer_state": state,
+            "open_round": null, "last_abandoned": null, "restored": {"epoch": 4, "price": "1.9"},
+            "rounds": {"rounds_opened": 3, "rounds_committed": 2, "rounds_abandoned": 1,
+                       "votes_cast": 7, "adopted_from_peers": 2, "reconciliations": 1},
+            "peers_at_other_state": [],
+        },
+        "peers": [],
+    });
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (control_tx, mut control_rx) = lppsp_runtime::node::control_channel();
+    let answer = status.clone();
+    runtime.spawn(async move {
+        while let Some(req) = control_rx.recv().await {
+            let reply = match req.request {
+                lppsp_runtime::control::Request::Status => answer.clone(),
+                _ => serde_json::json!({"grant": "1000000", "balances": [], "receipts": []}),
+            };
+            let _ = req.reply.send(reply).await;
+        }
+    });
+    let listener = runtime
+        .block_on(lppsp_dashboard::bind("127.0.0.1:0".parse().unwrap()))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    runtime.spawn(lppsp_dashboard::serve(
+        listener,
+        control_tx,
+        Duration::from_millis(200),
+        None,
+        shutdown.clone(),
+    ));
+    wait_for(Duration::from_secs(10), || {
+        http_get(addr, "/api/status").is_some_and(|(code, _)| code == 200)
+    })
+    .expect("the dashboard serves the status");
+
+    let profile = tempfile::tempdir().unwrap();
+    let dom = run_chromium(
+        &browser,
+        profile.path(),
+        &["--virtual-time-budget=3000", "--dump-dom"],
+        &format!("http://{addr}/"),
+    );
+    let f = |k: &str| fit[k].as_f64().unwrap();
+    let used = state["usable_samples"].as_u64().unwrap();
+    let skipped = state["samples"].as_u64().unwrap() - used;
+    assert!(skipped >= 1, "{state:#}");
+    for (id, value) in [
+        ("balancer-kind", "ml".to_string()),
+        ("committed-price", "2".to_string()),
+        ("committed-epoch", "5".to_string()),
+        ("committed-proposer", "a1b2c3d4e5f60708".to_string()),
+        ("votes-cast", "7".to_string()),
+        ("rounds-adopted", "2 / 1".to_string()),
+        ("fit-clearing", format!("{:.4}", f("clearing_price"))),
+        ("fit-used", used.to_string()),
+        ("fit-skipped", skipped.to_string()),
+        ("fit-distinct", state["distinct_prices"].to_string()),
+        ("fit-reason", html_text(state["reason"].as_str().unwrap())),
+        ("restored", "epoch 4 at 1.9".to_string()),
+    ] {
+        assert!(
+            dom.contains(&format!("id=\"{id}\">{value}<")),
+            "balancer panel: {id} is not {value}:\n{dom}"
+        );
+    }
+    for side in ["demand", "supply"] {
+        let row = format!(
+            "<td>{side}</td><td class=\"num\">{:.3}</td><td class=\"num\">{:.3}</td>",
+            f(&format!("{side}_elasticity")),
+            f(&format!("{side}_r2"))
+        );
+        assert!(dom.contains(&row), "no {row} in:\n{dom}");
+    }
+    if let Some(price) = state["last_proposal"]["price"].as_str() {
+        assert!(
+            dom.contains(&format!("id=\"fit-proposal\">{price}<")),
+            "{dom}"
+        );
+    }
+    assert!(
+        dom.contains(&format!(
+            "id=\"balancer-describe\">{}<",
+            html_text(&ml.describe())
+        )),
+        "{dom}"
+    );
+
+    let shot = artifacts_dir().join("dashboard-ml.png");
+    let _ = std::fs::remove_file(&shot);
+    run_chromium(
+        &browser,
+        profile.path(),
+        &[
+            "--virtual-time-budget=3000",
+            "--window-size=1280,900",
+            &format!("--screenshot={}", shot.display()),
+        ],
+        &format!("http://{addr}/"),
+    );
+    assert!(std::fs::read(&shot).is_ok_and(|png| png.starts_with(b"\x89PNG")));
+    println!("balancer panel screenshot: {}", shot.display());
+
+    // /metrics serves the same figures.
+    let (code, text) = http_get(addr, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    for (series, value) in [
+        ("lppsp_balancer_fit_r2{side=\"demand\"}", f("demand_r2")),
+        ("lppsp_balancer_fit_r2{side=\"supply\"}", f("supply_r2")),
+        (
+            "lppsp_balancer_elasticity{side=\"demand\"}",
+            f("demand_elasticity"),
+        ),
+        (
+            "lppsp_balancer_elasticity{side=\"supply\"}",
+            f("supply_elasticity"),
+        ),
+        ("lppsp_balancer_clearing_price", f("clearing_price")),
+        ("lppsp_balancer_samples{kind=\"used\"}", used as f64),
+        ("lppsp_balancer_samples{kind=\"skipped\"}", skipped as f64),
+        ("lppsp_epoch", 5.0),
+        ("lppsp_market_proposer{proposer=\"a1b2c3d4e5f60708\"}", 1.0),
+        ("lppsp_reconciliations_total", 1.0),
+    ] {
+        assert_eq!(
+            metric_value(&text, series),
+            Some(value),
+            "{series}:\n{text}"
+        );
+    }
+    shutdown.cancel();
+}
