@@ -1052,15 +1052,12 @@ impl Driver {
     /// way, and a restart then starts from the last state stored.
     async fn store_committed(&self, state: market::Committed) {
         let file = self.market_file.clone();
-        let stored = tokio::task::spawn_blocking(move || file.save(&state)).await;
-        match stored {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                warn!(error = %e, epoch = state.epoch, "cannot store the committed market state")
-            }
-            Err(e) => {
-                warn!(error = %e, epoch = state.epoch, "cannot store the committed market state")
-            }
+        let stored =
+            tokio::task::spawn_blocking(move || file.save(&state).map_err(|e| e.to_string()))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+        if let Err(error) = stored {
+            warn!(%error, epoch = state.epoch, "cannot store the committed market state");
         }
     }
 
