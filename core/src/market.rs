@@ -51,6 +51,18 @@ use crate::wire::Message;
 /// epoch, so no member can push it to the top of its range.
 pub const MAX_EPOCH_GAP: u64 = 1 << 16;
 
+/// How many of the latest commits [`Market::history`] keeps.
+pub const HISTORY_LEN: usize = 64;
+
+/// One change of the committed state, as this node saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CommitRecord {
+    /// When this node took the state, ms on the node's clock.
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub state: Committed,
+}
+
 /// A committed price and the round that set it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Committed {
@@ -219,6 +231,8 @@ pub struct Market {
     last_move_ms: Option<u64>,
     last_reconcile_ms: Option<u64>,
     outputs: Vec<MarketOutput>,
+    /// The latest commits, oldest first, at most [`HISTORY_LEN`].
+    history: std::collections::VecDeque<CommitRecord>,
     stats: MarketStats,
     /// Why the last proposal was abandoned, for status.
     last_abandoned: Option<String>,
@@ -250,6 +264,7 @@ impl Market {
             last_move_ms: None,
             last_reconcile_ms: None,
             outputs: Vec::new(),
+            history: std::collections::VecDeque::new(),
             stats: MarketStats::default(),
             last_abandoned: None,
         }
@@ -263,6 +278,11 @@ impl Market {
     }
     pub fn stats(&self) -> MarketStats {
         self.stats
+    }
+    /// The latest commits this node took, oldest first, with the time it
+    /// took each: the price path, for status and tests.
+    pub fn history(&self) -> impl Iterator<Item = &CommitRecord> {
+        self.history.iter()
     }
     /// The round this node has open: (epoch, price, yes votes so far).
     pub fn open_round(&self) -> Option<(u64, Price, usize)> {
@@ -743,6 +763,13 @@ impl Market {
             self.backed = None;
         }
         self.rounds.retain(|(e, _), _| *e > state.epoch);
+        if self.history.len() >= HISTORY_LEN {
+            self.history.pop_front();
+        }
+        self.history.push_back(CommitRecord {
+            at_ms: now_ms,
+            state,
+        });
         self.outputs.push(MarketOutput::Committed(state));
     }
 

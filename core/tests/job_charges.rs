@@ -123,7 +123,10 @@ proptest! {
             verify,
         });
         let mut now = 0u64;
-        let mut made: BTreeMap<(u64, NodeId), Made> = BTreeMap::new();
+        // Every placement of a task on a node, oldest first: a refusal
+        // withdraws the latest, and a late result of an earlier one (the
+        // node was given up on, then placed again) is paid on its terms.
+        let mut made: BTreeMap<(u64, NodeId), Vec<Made>> = BTreeMap::new();
         let mut paid = Bounty::ZERO;
         let mut micros_on: BTreeMap<NodeId, (u64, u64)> = BTreeMap::new();
         let mut plan_price = Price::from_micros(0);
@@ -154,15 +157,22 @@ proptest! {
                         held_by: held.then(|| id(7)),
                     };
                     if let ResultOutcome::Counted(g) = t.on_result(now, report) {
-                        let placed = made.get(&(task, id(node)));
-                        prop_assert!(placed.is_some(), "paid task {task} from node {node}, never placed there");
-                        let placed = placed.unwrap();
-                        prop_assert_eq!(g.price, placed.price);
-                        prop_assert!(g.power <= placed.promise.power);
-                        let seen_us = (now - placed.at_ms + CLOCK_SLACK_MS) * 1000;
-                        prop_assert!(g.micros <= seen_us, "{} us granted, {} seen", g.micros, seen_us);
-                        let bound = money::charge(placed.price, placed.promise.power, seen_us).unwrap();
-                        prop_assert!(g.charge <= bound);
+                        let placements = made.get(&(task, id(node))).cloned().unwrap_or_default();
+                        prop_assert!(!placements.is_empty(), "paid task {task} from node {node}, never placed there");
+                        // Paid on the terms of one placement made there:
+                        // its price, at most its promise, at most the time
+                        // since it and the charge those allow.
+                        let on_terms_of = |placed: &Made| {
+                            let seen_us = (now - placed.at_ms + CLOCK_SLACK_MS) * 1000;
+                            g.price == placed.price
+                                && g.power <= placed.promise.power
+                                && g.micros <= seen_us
+                                && g.charge <= money::charge(placed.price, placed.promise.power, seen_us).unwrap()
+                        };
+                        prop_assert!(
+                            placements.iter().any(on_terms_of),
+                            "{g:?} is on the terms of none of {placements:?}"
+                        );
                         prop_assert_eq!(money::charge(g.price, g.power, g.micros).unwrap(), g.charge);
                         paid = paid.checked_add(g.charge).unwrap();
                         let e = micros_on.entry(id(node)).or_insert((0, 0));
@@ -180,7 +190,7 @@ proptest! {
             while let Some(c) = t.poll_command() {
                 if let JobCommand::Place { node, task, .. } = c {
                     // Only a plan places tasks: at that plan's price.
-                    let _ = made.insert((task, node), Made {
+                    made.entry((task, node)).or_default().push(Made {
                         at_ms: now,
                         price: plan_price,
                         promise: promise_of(&node),

@@ -1085,6 +1085,12 @@ impl Driver {
             "rounds": self.market.stats(),
             "peers_at_other_price": behind,
             "peers_at_other_state": self.market.diverging().iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "history": self.market.history().map(|r| json!({
+                "at_ms": r.at_ms,
+                "epoch": r.state.epoch,
+                "price": r.state.price.to_string(),
+                "proposer": r.state.proposer.map(|p| p.to_string()),
+            })).collect::<Vec<_>>(),
             "restored": self.restored.map(|r| json!({"epoch": r.epoch, "price": r.price.to_string(), "proposer": r.proposer.map(|p| p.to_string())})),
         })
     }

@@ -79,6 +79,13 @@ pub struct FsmBalancer {
     market: Option<Price>,
     /// The last sample's pressure, for `describe`.
     last_pressure_milli: Option<u64>,
+    /// The committed price moved since the last sample (a commit told by
+    /// `on_commit`, or a sample showing a new price); the next sample
+    /// dates the move.
+    moved: bool,
+    /// When this node last saw the committed price move, by anyone's
+    /// round (the sample time that dated it).
+    last_move_ms: Option<u64>,
 }
 
 impl FsmBalancer {
@@ -93,6 +100,8 @@ impl FsmBalancer {
             },
             market: None,
             last_pressure_milli: None,
+            moved: false,
+            last_move_ms: None,
         }
     }
 
@@ -122,15 +131,68 @@ impl FsmBalancer {
         self.market
     }
 
+    /// When this node last saw the committed price move (sample time).
+    pub fn last_move_ms(&self) -> Option<u64> {
+        self.last_move_ms
+    }
+
     /// Marks the awaited raise as done when the market has reached it
-    /// (our commit, or another proposer's at the same or a higher price).
+    /// (our commit, or another proposer's at the same or a higher price),
+    /// and notes a move of the price for the next sample to date.
     fn note_market(&mut self, price: Price) {
+        if self.market.is_some_and(|known| known != price) {
+            self.moved = true;
+        }
         self.market = Some(price);
         if let State::Observing { awaiting, .. } = &mut self.state {
             if awaiting.is_some_and(|target| price >= target) {
                 *awaiting = None;
             }
         }
+    }
+
+    /// The pool's price moved (our round or any other node's): every node
+    /// runs this balancer, and one move is the whole pool's step for the
+    /// window (docs/balancers-fsm.md, "Many nodes, one step per window").
+    /// An observing node's window restarts at the move; an idle node under
+    /// pressure joins the episode with its own pressure as P0; an idle
+    /// node below the threshold holds any new episode for a window after
+    /// the move (rows 22-24).
+    fn pool_moved(&mut self, s: &MarketSample) {
+        let at = s.at_ms;
+        self.last_move_ms = Some(at);
+        self.state = match self.state {
+            State::Observing {
+                p0_milli,
+                awaiting,
+                raises,
+                ..
+            } => State::Observing {
+                since_ms: at,
+                p0_milli,
+                extra: false,
+                awaiting,
+                raises,
+            },
+            State::Idle { .. } if s.pressure_milli >= self.cfg.threshold_milli => {
+                State::Observing {
+                    since_ms: at,
+                    p0_milli: s.pressure_milli,
+                    extra: false,
+                    awaiting: None,
+                    raises: 0,
+                }
+            }
+            State::Idle {
+                armed,
+                stopped_at_ms,
+                calm_since_ms,
+            } => State::Idle {
+                armed,
+                stopped_at_ms,
+                calm_since_ms: calm_since_ms.map(|_| at),
+            },
+        };
     }
 
     fn idle(
@@ -144,6 +206,19 @@ impl FsmBalancer {
         let p = s.pressure_milli;
         if p >= cfg.threshold_milli {
             let rested = s.at_ms.saturating_sub(stopped_at_ms) >= cfg.window_ms;
+            // The pool moved the price less than a window ago: that was
+            // this window's step (row 24).
+            let held = self
+                .last_move_ms
+                .is_some_and(|m| s.at_ms.saturating_sub(m) < cfg.window_ms);
+            if held {
+                self.state = State::Idle {
+                    armed,
+                    stopped_at_ms,
+                    calm_since_ms: None,
+                };
+                return None;
+            }
             if armed || rested {
                 let why = format!(
                     "pressure {} >= threshold {}",
@@ -335,6 +410,9 @@ impl Balancer for FsmBalancer {
     fn on_sample(&mut self, s: &MarketSample) -> Option<PriceProposal> {
         self.note_market(s.price);
         self.last_pressure_milli = Some(s.pressure_milli);
+        if std::mem::take(&mut self.moved) {
+            self.pool_moved(s);
+        }
         match self.state {
             State::Idle {
                 armed,
@@ -352,6 +430,10 @@ impl Balancer for FsmBalancer {
     }
 
     fn on_commit(&mut self, price: Price) {
+        // A commit is a move, also the first this balancer hears of.
+        if self.market.is_none() {
+            self.moved = true;
+        }
         self.note_market(price);
     }
 
@@ -364,6 +446,13 @@ impl Balancer for FsmBalancer {
                 ..
             } => {
                 let mut s = format!("idle, raising at pressure >= {}", milli(cfg.threshold_milli));
+                if let Some(moved) = self.last_move_ms {
+                    s.push_str(&format!(
+                        " from t={} (the pool's last move, t={}, was this window's step)",
+                        duration(moved.saturating_add(cfg.window_ms)),
+                        duration(moved)
+                    ));
+                }
                 if let Some(since) = calm_since_ms {
                     s.push_str(&format!(
                         ", below {} since t={}",

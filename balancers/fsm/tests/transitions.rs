@@ -56,6 +56,8 @@ fn committed_episode(p0: u64) -> FsmBalancer {
     let mut b = fsm();
     assert_eq!(proposed(b.on_sample(&sample(0, 10, p0))), units(11));
     b.on_commit(units(11));
+    // The next sample dates the commit: the window runs from t=0.
+    assert_eq!(b.on_sample(&sample(0, 11, p0)), None);
     assert!(matches!(
         b.state(),
         State::Observing {
@@ -441,13 +443,14 @@ fn raise_at_maximum_price_stops() {
     };
     assert_eq!(b.on_sample(&s), None);
     assert!(is_resting(&b));
-    // Mid-episode likewise.
+    // Mid-episode likewise (the market moved near the top at t=0).
     let mut b = committed_episode(2000);
-    let s = MarketSample {
+    let near_top = |at_ms| MarketSample {
         price: Price::from_micros(u64::MAX - UNIT + 1),
-        ..sample(W, 0, 2000)
+        ..sample(at_ms, 0, 2000)
     };
-    assert_eq!(b.on_sample(&s), None);
+    assert_eq!(b.on_sample(&near_top(0)), None);
+    assert_eq!(b.on_sample(&near_top(W)), None);
     assert!(is_resting(&b));
 }
 
@@ -461,6 +464,7 @@ fn commit_at_or_above_target_counts_as_raise() {
     b.on_commit(units(13));
     assert!(matches!(b.state(), State::Observing { awaiting: None, .. }));
     assert_eq!(b.market(), Some(units(13)));
+    assert_eq!(b.on_sample(&sample(0, 13, 2400)), None);
     // So the window is judged on r, and the next raise is from 13.
     assert_eq!(proposed(b.on_sample(&sample(W, 13, 2400))), units(14));
 
@@ -479,6 +483,7 @@ fn commit_below_target_keeps_waiting() {
     assert_eq!(proposed(b.on_sample(&sample(0, 10, 2400))), units(11));
     b.on_commit(units(9));
     assert_eq!(b.market(), Some(units(9)));
+    assert_eq!(b.on_sample(&sample(0, 9, 2400)), None);
     assert!(matches!(
         b.state(),
         State::Observing {
@@ -503,6 +508,73 @@ fn commit_while_idle_moves_market() {
     assert!(b.describe().contains("market 12"), "{}", b.describe());
 }
 
+// ---- Rows 22-24: many nodes, one step per window -----------------------
+
+#[test]
+fn another_nodes_raise_restarts_the_window() {
+    // Row 22: observing (raise committed at t=0); at W/2 another node's
+    // raise to 12 commits. Our window now runs from W/2.
+    let mut b = committed_episode(2400);
+    b.on_commit(units(12));
+    assert_eq!(b.on_sample(&sample(W / 2, 12, 2400)), None);
+    assert!(matches!(
+        b.state(),
+        State::Observing { since_ms, awaiting: None, extra: false, .. } if since_ms == W / 2
+    ));
+    assert_eq!(b.on_sample(&sample(W, 12, 2400)), None);
+    assert_eq!(b.on_sample(&sample(W / 2 + W - 1, 12, 2400)), None);
+    assert_eq!(
+        proposed(b.on_sample(&sample(W / 2 + W, 12, 2400))),
+        units(13)
+    );
+    // A move seen only in a sample's price counts the same.
+    let mut b = committed_episode(2400);
+    assert_eq!(b.on_sample(&sample(W / 2, 12, 2400)), None);
+    assert_eq!(b.on_sample(&sample(W, 12, 2400)), None);
+    assert_eq!(b.last_move_ms(), Some(W / 2));
+}
+
+#[test]
+fn an_idle_node_under_pressure_joins_the_pools_episode() {
+    // Row 23: idle, then another node's raise commits while pressure is
+    // at the threshold: observe from the move with this pressure as P0,
+    // instead of raising again on the next sample.
+    let mut b = fsm();
+    assert_eq!(b.on_sample(&sample(0, 10, 1000)), None);
+    b.on_commit(units(11));
+    assert_eq!(b.on_sample(&sample(100, 11, 2400)), None);
+    assert!(matches!(
+        b.state(),
+        State::Observing {
+            since_ms: 100,
+            p0_milli: 2400,
+            awaiting: None,
+            ..
+        }
+    ));
+    assert_eq!(b.on_sample(&sample(W + 99, 11, 2400)), None);
+    assert_eq!(proposed(b.on_sample(&sample(W + 100, 11, 2400))), units(12));
+}
+
+#[test]
+fn an_idle_node_holds_a_new_episode_for_a_window_after_a_move() {
+    // Row 24: idle below the threshold when the pool moved; pressure then
+    // reaches it. The move was this window's step: no raise before W.
+    let mut b = fsm();
+    assert_eq!(b.on_sample(&sample(0, 10, 1000)), None);
+    b.on_commit(units(11));
+    assert_eq!(b.on_sample(&sample(100, 11, 1000)), None);
+    assert!(is_armed_idle(&b));
+    assert_eq!(b.on_sample(&sample(200, 11, 3000)), None);
+    assert!(
+        b.describe().contains("the pool's last move"),
+        "{}",
+        b.describe()
+    );
+    assert_eq!(b.on_sample(&sample(W + 99, 11, 3000)), None);
+    assert_eq!(proposed(b.on_sample(&sample(W + 100, 11, 3000))), units(12));
+}
+
 // ---- Row 19 ------------------------------------------------------------
 
 #[test]
@@ -521,9 +593,11 @@ fn decay_lowers_after_a_calm_window() {
             calm_since_ms: Some(W),
         }
     );
-    // One step per window: nothing until another window has passed.
+    // One step per window: nothing until another window has passed since
+    // the move, which the sample at W + 1 dates.
     assert_eq!(b.on_sample(&sample(W + 1, 9, 400)), None);
-    assert_eq!(proposed(b.on_sample(&sample(2 * W, 9, 400))), units(8));
+    assert_eq!(b.on_sample(&sample(2 * W, 9, 400)), None);
+    assert_eq!(proposed(b.on_sample(&sample(2 * W + 1, 9, 400))), units(8));
     // The floor is reached, not crossed, from a fractional price.
     let mut b = decaying();
     let s = |at_ms| MarketSample {
@@ -578,6 +652,7 @@ fn decay_timer_restarts_when_pressure_rises() {
     b.on_sample(&sample(0, 10, 400));
     b.on_sample(&sample(1, 10, 3000));
     b.on_commit(units(11));
+    b.on_sample(&sample(1, 11, 3000));
     assert_eq!(b.on_sample(&sample(W + 1, 11, 0)), None); // r <= 0.5: stop
     assert_eq!(b.on_sample(&sample(W + 2, 11, 0)), None); // calm from here
     assert_eq!(b.on_sample(&sample(2 * W + 1, 11, 0)), None);
@@ -598,6 +673,8 @@ fn a_full_episode() {
         if let Some(p) = &out {
             b.on_commit(p.price);
             *price = p.price.micros() / UNIT;
+            // Committed at once: the next sample, same time, dates it.
+            assert_eq!(b.on_sample(&sample(t, *price, pressure)), None);
         }
         out.map(|p| p.price.micros() / UNIT)
     };
@@ -642,6 +719,7 @@ fn built_from_options_by_the_registry_factory() {
     assert_eq!(b.name(), NAME);
     assert_eq!(proposed(b.on_sample(&sample(0, 3, 1500))), units(4));
     b.on_commit(units(4));
+    assert_eq!(b.on_sample(&sample(0, 4, 1500)), None);
     assert_eq!(b.on_sample(&sample(59_999, 4, 1500)), None);
     assert_eq!(proposed(b.on_sample(&sample(60_000, 4, 1500))), units(5));
 
@@ -661,6 +739,7 @@ fn describe_is_one_line_per_state() {
         },
         {
             b.on_commit(units(11));
+            b.on_sample(&sample(0, 11, 5000));
             b.on_sample(&sample(W, 11, 2750));
             b.describe()
         },
@@ -778,6 +857,78 @@ proptest! {
     }
 }
 
+/// Five nodes, each running its own balancer on the same pressure, each
+/// sampling at its own moments; a round commits the first proposal made on
+/// the price in force, and the commit reaches each node either at once or
+/// only through its next sample. However the nodes interleave, the pool's
+/// price moves one unit at a time and at most once per window.
+fn pool_of_five(steps: &[(u64, u64, Vec<u8>, u8)]) -> Vec<(u64, Price)> {
+    let mut nodes: Vec<FsmBalancer> = (0..5).map(|_| fsm()).collect();
+    // The node's own market tells its balancer of every commit, at once or
+    // just before its next sample (as the runtime does, whichever comes first).
+    let mut untold: Vec<Option<Price>> = vec![None; 5];
+    let mut market = units(10);
+    let mut t = 0;
+    let mut commits: Vec<(u64, Price)> = Vec::new();
+    for (dt, pressure, order, told) in steps {
+        t += dt;
+        for &i in order {
+            let i = usize::from(i % 5);
+            let node = &mut nodes[i];
+            if let Some(c) = untold[i].take() {
+                node.on_commit(c);
+            }
+            let Some(p) = node.on_sample(&sample(t, 0, *pressure).with_price(market)) else {
+                continue;
+            };
+            // A round on the price in force commits; one made on a price
+            // that has since moved is refused by the voters.
+            if Some(p.price) == market.plus_one() || p.price < market {
+                market = p.price;
+                commits.push((t, market));
+                for (j, n) in nodes.iter_mut().enumerate() {
+                    if told & (1 << j) != 0 {
+                        n.on_commit(market);
+                    } else {
+                        untold[j] = Some(market);
+                    }
+                }
+            }
+        }
+    }
+    commits
+}
+
+trait WithPrice {
+    fn with_price(self, price: Price) -> Self;
+}
+
+impl WithPrice for MarketSample {
+    fn with_price(self, price: Price) -> Self {
+        MarketSample { price, ..self }
+    }
+}
+
+proptest! {
+    #[test]
+    fn five_nodes_move_the_price_one_step_per_window(
+        steps in proptest::collection::vec(
+            (0..W / 3, 0u64..6000, proptest::collection::vec(0u8..5, 1..8), any::<u8>()),
+            0..300,
+        ),
+    ) {
+        let commits = pool_of_five(&steps);
+        let mut prev: Option<(u64, Price)> = None;
+        for (t, price) in commits {
+            if let Some((pt, pp)) = prev {
+                prop_assert_eq!(Some(price), pp.plus_one(), "one unit per step");
+                prop_assert!(t - pt >= W, "moves at {} and {}", pt, t);
+            }
+            prev = Some((t, price));
+        }
+    }
+}
+
 #[test]
 fn same_sequence_replayed_is_identical() {
     let seq: Vec<(u64, u64, u64)> = vec![
@@ -796,6 +947,8 @@ fn same_sequence_replayed_is_identical() {
             let prop = b.on_sample(&sample(t, price, p));
             if let Some(prop) = &prop {
                 b.on_commit(prop.price);
+                let at = prop.price.micros() / UNIT;
+                assert_eq!(b.on_sample(&sample(t, at, p)), None);
             }
             out.push((prop, b.describe()));
         }
