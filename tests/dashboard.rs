@@ -514,6 +514,10 @@ fn the_balancer_panel_shows_the_ml_fit() {
             "rounds": {"rounds_opened": 3, "rounds_committed": 2, "rounds_abandoned": 1,
                        "votes_cast": 7, "adopted_from_peers": 2, "reconciliations": 1},
             "peers_at_other_state": [],
+            "history": [
+                {"at_ms": 60_000, "epoch": 4, "price": "1.9", "proposer": "a1b2c3d4e5f60708"},
+                {"at_ms": 90_000, "epoch": 5, "price": "2", "proposer": "a1b2c3d4e5f60708"},
+            ],
         },
         "peers": [],
     });
@@ -571,6 +575,10 @@ fn the_balancer_panel_shows_the_ml_fit() {
         ("fit-distinct", state["distinct_prices"].to_string()),
         ("fit-reason", html_text(state["reason"].as_str().unwrap())),
         ("restored", "epoch 4 at 1.9".to_string()),
+        (
+            "commits",
+            "epoch 5 at 2 (t=90 s), epoch 4 at 1.9 (t=60 s)".to_string(),
+        ),
     ] {
         assert!(
             dom.contains(&format!("id=\"{id}\">{value}<")),
