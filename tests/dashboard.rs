@@ -1,6 +1,8 @@
 //! The dashboard of real nodes: the page in headless Chromium lists the
-//! peers and the price, `/metrics` serves every documented metric, and a
-//! dashboard whose port is taken does not stop the node.
+//! peers and the price and its balancer panel shows the node's balancer
+//! (the FSM's state, the ml balancer's samples and reasoning), `/metrics`
+//! serves every documented metric, and a dashboard whose port is taken
+//! does not stop the node.
 
 mod common;
 
@@ -12,10 +14,31 @@ use common::*;
 
 const NODES: [(&str, &str); 3] = [("alpha", "both"), ("beta", "compute"), ("gamma", "compute")];
 
+/// gamma runs the ml balancer (as a member: it fits, and proposes
+/// nothing), keeping every sample; alpha and beta the default FSM.
+const GAMMA_ML: &str = "\n[balancer]\nkind = \"ml\"\n\n[balancer.options]\nsample_every_ms = 0\n";
+
+/// Series served only when they have a value (docs/dashboard.md): the
+/// committed round's proposer (none at epoch 0) and the ml balancer's.
+const ONLY_WITH_A_VALUE: [&str; 6] = [
+    "lppsp_market_proposer",
+    "lppsp_balancer_samples",
+    "lppsp_balancer_fit_r2",
+    "lppsp_balancer_elasticity",
+    "lppsp_balancer_clearing_price",
+    "lppsp_balancer_proposal_price",
+];
+
 /// Starts three nodes and waits until the first one's dashboard serves a
 /// status listing both others.
 fn cluster(community: &Community) -> Vec<NodeProc> {
-    let procs = start_cluster(community, &NODES);
+    let procs = start_cluster_with(community, &NODES, |i, _| {
+        if i == 2 {
+            GAMMA_ML.to_string()
+        } else {
+            String::new()
+        }
+    });
     let seen = wait_for(Duration::from_secs(15), || {
         http_get(procs[0].ports.dashboard_addr(), "/api/status").is_some_and(|(code, body)| {
             code == 200
@@ -79,6 +102,13 @@ fn run_chromium(browser: &Path, profile: &Path, args: &[&str], url: &str) -> Str
     std::fs::read_to_string(&out_path).unwrap_or_default()
 }
 
+/// `text` as a dumped DOM writes a text node.
+fn html_text(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 /// `target/test-artifacts`, beside the cargo-made temp dir of tests.
 fn artifacts_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -129,10 +159,31 @@ fn the_page_in_a_browser_lists_the_peers_and_the_price() {
             .is_some_and(|(_, body)| body.contains("w2-monte-carlo-pi"))
     })
     .expect("the dashboard's snapshot has the finished job");
-    let price = procs[0].status()["market"]["price"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    // The job's pressure may have made the FSMs propose a raise: wait
+    // until no round is open and every node holds one state, so that the
+    // page and the status below agree.
+    wait_for(Duration::from_secs(30), || {
+        let states: Vec<serde_json::Value> =
+            procs.iter().map(|p| p.status()["market"].clone()).collect();
+        states.iter().all(|m| {
+            m["open_round"].is_null()
+                && m["demand_tasks"].as_u64() == Some(0)
+                && m["epoch"] == states[0]["epoch"]
+                && m["proposer"] == states[0]["proposer"]
+        })
+    })
+    .expect("the pool is quiet after the job");
+    let market = procs[0].status()["market"].clone();
+    wait_for(Duration::from_secs(10), || {
+        http_get(procs[0].ports.dashboard_addr(), "/api/status").is_some_and(|(_, body)| {
+            serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|v| {
+                v["market"]["epoch"] == market["epoch"]
+                    && v["market"]["balancer"] == market["balancer"]
+            })
+        })
+    })
+    .expect("the dashboard's snapshot has the quiet state");
+    let price = market["price"].as_str().unwrap().to_string();
     let url = format!("http://{}/", procs[0].ports.dashboard_addr());
     let profile = tempfile::tempdir().unwrap();
     let dom = run_chromium(
@@ -155,6 +206,81 @@ fn the_page_in_a_browser_lists_the_peers_and_the_price() {
         dom.contains("w2-monte-carlo-pi"),
         "the finished job is not listed:\n{dom}"
     );
+
+    // The balancer panel shows alpha's committed round and its FSM's own
+    // account of its state, as the status had them when the page loaded
+    // (the pool was quiet: nothing moves them).
+    for (id, value) in [
+        ("balancer-kind", "fsm".to_string()),
+        ("committed-price", price.clone()),
+        ("committed-epoch", market["epoch"].to_string()),
+        (
+            "committed-proposer",
+            market["proposer"]
+                .as_str()
+                .unwrap_or("none (initial price)")
+                .to_string(),
+        ),
+    ] {
+        assert!(
+            dom.contains(&format!("id=\"{id}\">{value}<")),
+            "balancer panel: {id} is not {value}:\n{dom}"
+        );
+    }
+    let describe = market["balancer"].as_str().unwrap();
+    let fsm_state = describe.split(';').next().unwrap();
+    assert!(fsm_state.starts_with("fsm: "), "{describe}");
+    assert!(
+        dom.contains(&format!(
+            "id=\"balancer-describe\">{}",
+            html_text(fsm_state)
+        )),
+        "the FSM's state ({fsm_state}) is not shown:\n{dom}"
+    );
+    assert!(dom.contains("id=\"restored\">no (initial price)<"), "{dom}");
+
+    // gamma's panel: the ml balancer, which proposes nothing on a member,
+    // with its samples and why it holds. Wait until its window has
+    // samples, so that the page shows figures rather than dashes.
+    let gamma = procs[2].ports.dashboard_addr();
+    wait_for(Duration::from_secs(10), || {
+        http_get(gamma, "/api/status").is_some_and(|(_, body)| {
+            serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|v| {
+                v["market"]["balancer_state"]["samples"]
+                    .as_u64()
+                    .is_some_and(|n| n >= 1)
+            })
+        })
+    })
+    .expect("gamma's ml balancer has samples");
+    let dom = run_chromium(
+        &browser,
+        profile.path(),
+        &["--virtual-time-budget=5000", "--dump-dom"],
+        &format!("http://{gamma}/"),
+    );
+    assert!(dom.contains("id=\"balancer-kind\">ml<"), "{dom}");
+    assert!(
+        dom.contains("proposes nothing here"),
+        "gamma's ml balancer proposes on a member:\n{dom}"
+    );
+    let figure = |id: &str| -> Option<u64> {
+        dom.split(&format!("id=\"{id}\">"))
+            .nth(1)?
+            .split('<')
+            .next()?
+            .parse()
+            .ok()
+    };
+    let (used, skipped) = (figure("fit-used"), figure("fit-skipped"));
+    assert!(
+        used.zip(skipped).is_some_and(|(u, s)| u + s >= 1),
+        "samples used / skipped not shown ({used:?} / {skipped:?}):\n{dom}"
+    );
+    // One price all along: too few to fit, and the page says why.
+    assert!(dom.contains("id=\"fit-clearing\">-<"), "{dom}");
+    assert!(dom.contains("id=\"fit-reason\">"), "{dom}");
+    assert!(dom.contains("no fit on the current window"), "{dom}");
 
     let shot = artifacts_dir().join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
@@ -221,7 +347,13 @@ fn metrics_serve_every_documented_name() {
 
     let names = documented_metrics();
     assert!(names.len() >= 20, "too few documented metrics: {names:?}");
-    for name in &names {
+    for name in ONLY_WITH_A_VALUE {
+        assert!(names.iter().any(|n| n == name), "{name} is not documented");
+    }
+    for name in names
+        .iter()
+        .filter(|n| !ONLY_WITH_A_VALUE.contains(&n.as_str()))
+    {
         assert!(
             text.lines().any(|l| l
                 .strip_prefix(name.as_str())
@@ -231,6 +363,44 @@ fn metrics_serve_every_documented_name() {
     }
     assert_eq!(metric_value(&text, "lppsp_peers"), Some(2.0), "{text}");
     assert_eq!(metric_value(&text, "lppsp_price"), Some(1.0), "{text}");
+    // alpha's balancer: the FSM, which has no fit; at epoch 0 no round
+    // set the price. Those series are left out, not served as 0.
+    assert_eq!(
+        metric_value(&text, "lppsp_balancer{kind=\"fsm\",proposes=\"true\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(&text, "lppsp_reconciliations_total"),
+        Some(0.0)
+    );
+    for name in ONLY_WITH_A_VALUE {
+        assert!(
+            !text.lines().any(|l| l.starts_with(name)),
+            "{name} served without a value:\n{text}"
+        );
+    }
+    // gamma's: the ml balancer, serving its samples (used + skipped is
+    // the window it keeps) but no fit while every sample has one price.
+    let gamma = procs[2].ports.dashboard_addr();
+    let mut ml = String::new();
+    let sampled = wait_for(Duration::from_secs(10), || {
+        let Some((200, body)) = http_get(gamma, "/metrics") else {
+            return false;
+        };
+        ml = body;
+        let used = metric_value(&ml, "lppsp_balancer_samples{kind=\"used\"}");
+        let skipped = metric_value(&ml, "lppsp_balancer_samples{kind=\"skipped\"}");
+        used.zip(skipped).is_some_and(|(u, s)| u + s >= 1.0)
+    });
+    assert!(sampled.is_some(), "gamma serves no ml samples:\n{ml}");
+    assert_eq!(
+        metric_value(&ml, "lppsp_balancer{kind=\"ml\",proposes=\"false\"}"),
+        Some(1.0),
+        "{ml}"
+    );
+    assert!(!ml.contains("lppsp_balancer_fit_r2"), "{ml}");
+    assert!(!ml.contains("lppsp_balancer_clearing_price"), "{ml}");
 
     // The other endpoints the page uses answer too.
     let (code, page) = http_get(addr, "/").unwrap();
@@ -290,4 +460,194 @@ fn a_taken_dashboard_port_leaves_the_node_running() {
         log.contains("dashboard.listen") && log.contains("running without the dashboard"),
         "{log}"
     );
+}
+
+/// An ml balancer fed samples whose demand falls and supply rises with the
+/// price (demand ~ 1/p, supply ~ p), a few with no supply: it has a fit,
+/// skipped samples, and a proposal.
+fn fitted_ml_balancer() -> lppsp_balancer_ml::MlBalancer {
+    use lppsp_core::component::{Balancer as _, MarketSample};
+    use lppsp_core::money::Price;
+    let mut ml = lppsp_balancer_ml::MlBalancer::new(lppsp_balancer_ml::MlConfig::default());
+    let prices_milli = [1000u64, 1250, 1500, 1750, 2000, 2250, 2500];
+    for i in 0..40u64 {
+        let p = prices_milli[(i % 7) as usize];
+        let supply = if i % 10 == 3 { 0 } else { 2 * p };
+        ml.on_sample(&MarketSample {
+            at_ms: i * 5_000,
+            price: Price::from_micros(p * 1000),
+            pressure_milli: 0,
+            demand_tasks: 6_000_000 / p,
+            supply_mflops: supply,
+            nodes: 4,
+        });
+    }
+    ml
+}
+
+/// The balancer panel of an ml node with a fit, checked in the browser
+/// and on `/metrics`. The dashboard here asks a stand-in for the node
+/// driver, which answers every status request with one fixed status
+/// holding a real ml balancer's state (no pool of real nodes gives a
+/// fit in test time: nothing on them answers to price).
+#[test]
+fn the_balancer_panel_shows_the_ml_fit() {
+    let Some(browser) = require_tool(
+        "the_balancer_panel_shows_the_ml_fit",
+        &["chromium", "chromium-browser"],
+        "chromium",
+    ) else {
+        return;
+    };
+    use lppsp_core::component::Balancer as _;
+    let ml = fitted_ml_balancer();
+    let state: serde_json::Value = serde_json::from_str(&ml.status_json().unwrap()).unwrap();
+    let fit = state["fit"].clone();
+    assert!(fit.is_object(), "the samples give a fit: {state:#}");
+    let status = serde_json::json!({
+        "node": {"id": "0102030405060708", "name": "observer", "role": "observer"},
+        "market": {
+            "price": "2", "epoch": 5, "proposer": "a1b2c3d4e5f60708",
+            "balancer": ml.describe(), "balancer_kind": "ml", "balancer_proposes": true,
+            "balancer_state": state,
+            "open_round": null, "last_abandoned": null, "restored": {"epoch": 4, "price": "1.9"},
+            "rounds": {"rounds_opened": 3, "rounds_committed": 2, "rounds_abandoned": 1,
+                       "votes_cast": 7, "adopted_from_peers": 2, "reconciliations": 1},
+            "peers_at_other_state": [],
+            "history": [
+                {"at_ms": 60_000, "epoch": 4, "price": "1.9", "proposer": "a1b2c3d4e5f60708"},
+                {"at_ms": 90_000, "epoch": 5, "price": "2", "proposer": "a1b2c3d4e5f60708"},
+            ],
+        },
+        "peers": [],
+    });
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (control_tx, mut control_rx) = lppsp_runtime::node::control_channel();
+    let answer = status.clone();
+    runtime.spawn(async move {
+        while let Some(req) = control_rx.recv().await {
+            let reply = match req.request {
+                lppsp_runtime::control::Request::Status => answer.clone(),
+                _ => serde_json::json!({"grant": "1000000", "balances": [], "receipts": []}),
+            };
+            let _ = req.reply.send(reply).await;
+        }
+    });
+    let listener = runtime
+        .block_on(lppsp_dashboard::bind("127.0.0.1:0".parse().unwrap()))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    runtime.spawn(lppsp_dashboard::serve(
+        listener,
+        control_tx,
+        Duration::from_millis(200),
+        None,
+        shutdown.clone(),
+    ));
+    wait_for(Duration::from_secs(10), || {
+        http_get(addr, "/api/status").is_some_and(|(code, _)| code == 200)
+    })
+    .expect("the dashboard serves the status");
+
+    let profile = tempfile::tempdir().unwrap();
+    let dom = run_chromium(
+        &browser,
+        profile.path(),
+        &["--virtual-time-budget=3000", "--dump-dom"],
+        &format!("http://{addr}/"),
+    );
+    let f = |k: &str| fit[k].as_f64().unwrap();
+    let used = state["usable_samples"].as_u64().unwrap();
+    let skipped = state["samples"].as_u64().unwrap() - used;
+    assert!(skipped >= 1, "{state:#}");
+    for (id, value) in [
+        ("balancer-kind", "ml".to_string()),
+        ("committed-price", "2".to_string()),
+        ("committed-epoch", "5".to_string()),
+        ("committed-proposer", "a1b2c3d4e5f60708".to_string()),
+        ("votes-cast", "7".to_string()),
+        ("rounds-adopted", "2 / 1".to_string()),
+        ("fit-clearing", format!("{:.4}", f("clearing_price"))),
+        ("fit-used", used.to_string()),
+        ("fit-skipped", skipped.to_string()),
+        ("fit-distinct", state["distinct_prices"].to_string()),
+        ("fit-reason", html_text(state["reason"].as_str().unwrap())),
+        ("restored", "epoch 4 at 1.9".to_string()),
+        (
+            "commits",
+            "epoch 5 at 2 (t=90 s), epoch 4 at 1.9 (t=60 s)".to_string(),
+        ),
+    ] {
+        assert!(
+            dom.contains(&format!("id=\"{id}\">{value}<")),
+            "balancer panel: {id} is not {value}:\n{dom}"
+        );
+    }
+    for side in ["demand", "supply"] {
+        let row = format!(
+            "<td>{side}</td><td class=\"num\">{:.3}</td><td class=\"num\">{:.3}</td>",
+            f(&format!("{side}_elasticity")),
+            f(&format!("{side}_r2"))
+        );
+        assert!(dom.contains(&row), "no {row} in:\n{dom}");
+    }
+    if let Some(price) = state["last_proposal"]["price"].as_str() {
+        assert!(
+            dom.contains(&format!("id=\"fit-proposal\">{price}<")),
+            "{dom}"
+        );
+    }
+    assert!(
+        dom.contains(&format!(
+            "id=\"balancer-describe\">{}<",
+            html_text(&ml.describe())
+        )),
+        "{dom}"
+    );
+
+    let shot = artifacts_dir().join("dashboard-ml.png");
+    let _ = std::fs::remove_file(&shot);
+    run_chromium(
+        &browser,
+        profile.path(),
+        &[
+            "--virtual-time-budget=3000",
+            "--window-size=1280,900",
+            &format!("--screenshot={}", shot.display()),
+        ],
+        &format!("http://{addr}/"),
+    );
+    assert!(std::fs::read(&shot).is_ok_and(|png| png.starts_with(b"\x89PNG")));
+    println!("balancer panel screenshot: {}", shot.display());
+
+    // /metrics serves the same figures.
+    let (code, text) = http_get(addr, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    for (series, value) in [
+        ("lppsp_balancer_fit_r2{side=\"demand\"}", f("demand_r2")),
+        ("lppsp_balancer_fit_r2{side=\"supply\"}", f("supply_r2")),
+        (
+            "lppsp_balancer_elasticity{side=\"demand\"}",
+            f("demand_elasticity"),
+        ),
+        (
+            "lppsp_balancer_elasticity{side=\"supply\"}",
+            f("supply_elasticity"),
+        ),
+        ("lppsp_balancer_clearing_price", f("clearing_price")),
+        ("lppsp_balancer_samples{kind=\"used\"}", used as f64),
+        ("lppsp_balancer_samples{kind=\"skipped\"}", skipped as f64),
+        ("lppsp_epoch", 5.0),
+        ("lppsp_market_proposer{proposer=\"a1b2c3d4e5f60708\"}", 1.0),
+        ("lppsp_reconciliations_total", 1.0),
+    ] {
+        assert_eq!(
+            metric_value(&text, series),
+            Some(value),
+            "{series}:\n{text}"
+        );
+    }
+    shutdown.cancel();
 }

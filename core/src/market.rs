@@ -240,12 +240,21 @@ pub struct Market {
 
 impl Market {
     pub fn new(cfg: MarketConfig) -> Self {
+        let initial = Committed {
+            epoch: 0,
+            proposer: None,
+            price: cfg.initial_price,
+        };
+        Self::resume(cfg, initial)
+    }
+
+    /// A node that starts again from the state it committed before it
+    /// stopped (stored by the node). Members that moved on meanwhile hold a
+    /// greater state, which this node reconciles to; its own older state
+    /// is never greater than theirs, so it moves no one back.
+    pub fn resume(cfg: MarketConfig, committed: Committed) -> Self {
         Self {
-            committed: Committed {
-                epoch: 0,
-                proposer: None,
-                price: cfg.initial_price,
-            },
+            committed,
             cfg,
             own: None,
             backed: None,

@@ -376,6 +376,64 @@ fn a_restarted_node_catches_up_through_a_round() {
     assert_eq!(states[0].epoch, 2);
 }
 
+#[test]
+fn a_node_resumed_from_its_stored_state_rejoins_the_pool_and_moves_no_one_back() {
+    let mut net = Net::with_price(3, 10);
+    net.propose(0, 11, &all);
+    let stored = net.nodes[2].1.committed();
+    assert_eq!((stored.epoch, stored.price), (1, price(11)));
+    // Node 3 stops; the two others drop it from their books and move the
+    // price on by two steps.
+    net.alive[2] = false;
+    net.now += INTERVAL;
+    net.propose(0, 12, &all);
+    net.now += INTERVAL;
+    net.propose(1, 13, &all);
+    let pool = net.nodes[0].1.committed();
+    assert_eq!((pool.epoch, pool.price), (3, price(13)));
+    // It starts again from the state it stored, behind the pool.
+    net.nodes[2].1 = Market::resume(config(id(3), 10), stored);
+    net.alive[2] = true;
+    assert_eq!(net.nodes[2].1.committed(), stored);
+    net.ticks(8, &all);
+    let states: Vec<Committed> = net.nodes.iter().map(|(_, m)| m.committed()).collect();
+    assert!(states.iter().all(|s| *s == states[0]), "{states:?}");
+    assert_eq!(
+        states[0].price,
+        price(13),
+        "the pool's price, not the stored one"
+    );
+    assert_eq!(states[0].epoch, 4, "one above the pool's epoch");
+    // The two that moved on asked for nothing; the resumed node did.
+    assert_eq!(net.nodes[0].1.stats().reconciliations, 0);
+    assert_eq!(net.nodes[1].1.stats().reconciliations, 0);
+    assert!(net.nodes[2].1.stats().reconciliations >= 1);
+    for i in 0..3 {
+        assert_eq!(
+            net.refused(i, MemberRefusal::PriceStep),
+            0,
+            "{:?}",
+            net.refusals
+        );
+    }
+}
+
+#[test]
+fn every_node_resumed_from_one_stored_state_keeps_it() {
+    let mut net = Net::with_price(3, 10);
+    net.propose(0, 11, &all);
+    let stored = net.nodes[0].1.committed();
+    for (i, (me, m)) in net.nodes.iter_mut().enumerate() {
+        assert_eq!(m.committed(), stored, "node {i}");
+        *m = Market::resume(config(*me, 10), stored);
+    }
+    net.ticks(8, &all);
+    for (_, m) in &net.nodes {
+        assert_eq!(m.committed(), stored);
+        assert_eq!(m.stats().reconciliations, 0);
+    }
+}
+
 // ---- A member running modified software: node 4 is the liar. ----
 
 const LIAR: u8 = 4;

@@ -135,6 +135,19 @@ pub fn encode(status: &Value) -> Result<String, std::fmt::Error> {
         "Votes this node cast in other nodes' price rounds",
         uint(&market["rounds"]["votes_cast"]),
     );
+    counter(
+        &mut reg,
+        "rounds_adopted",
+        "Other members' rounds this node adopted with the votes behind them",
+        uint(&market["rounds"]["adopted_from_peers"]),
+    );
+    counter(
+        &mut reg,
+        "reconciliations",
+        "Reconciliation rounds this node opened (members held other states)",
+        uint(&market["rounds"]["reconciliations"]),
+    );
+    balancer(&mut reg, market);
 
     gauge(
         &mut reg,
@@ -237,6 +250,123 @@ pub fn encode(status: &Value) -> Result<String, std::fmt::Error> {
     Ok(out)
 }
 
+/// The committed round's proposer and the balancer: its kind, and what
+/// the ml balancer's fit says. A series without a value (no proposer at
+/// epoch 0, no fit yet, an fsm balancer) is left out rather than served
+/// as 0.
+fn balancer(reg: &mut Registry, market: &Value) {
+    if let Some(proposer) = market["proposer"].as_str() {
+        let family = Family::<Labels, Gauge>::default();
+        family
+            .get_or_create(&vec![("proposer".into(), proposer.to_string())])
+            .set(1);
+        reg.register(
+            "market_proposer",
+            "The node whose round set the committed price (value 1)",
+            family,
+        );
+    }
+    let kind = market["balancer_kind"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| {
+            // Older status: the kind leads its description ("fsm: ...").
+            market["balancer"]
+                .as_str()
+                .and_then(|d| d.split(':').next())
+                .map(str::to_string)
+        });
+    if let Some(kind) = kind {
+        let family = Family::<Labels, Gauge>::default();
+        family
+            .get_or_create(&vec![
+                ("kind".into(), kind),
+                (
+                    "proposes".into(),
+                    (market["balancer_proposes"] != false).to_string(),
+                ),
+            ])
+            .set(1);
+        reg.register(
+            "balancer",
+            "This node's balancer (value 1; labels say which and whether it proposes here)",
+            family,
+        );
+    }
+    let state = &market["balancer_state"];
+    let float_gauge = |v: f64| {
+        let g = Gauge::<f64, AtomicU64>::default();
+        g.set(v);
+        g
+    };
+    let by_side = |key: &str| {
+        let family = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        let mut any = false;
+        for side in ["demand", "supply"] {
+            if let Some(v) = state["fit"][format!("{side}_{key}")]
+                .as_f64()
+                .filter(|v| v.is_finite())
+            {
+                family
+                    .get_or_create(&vec![("side".into(), side.into())])
+                    .set(v);
+                any = true;
+            }
+        }
+        any.then_some(family)
+    };
+    if let Some(f) = by_side("r2") {
+        reg.register(
+            "balancer_fit_r2",
+            "R^2 of the ml balancer's fit, by side",
+            f,
+        );
+    }
+    if let Some(f) = by_side("elasticity") {
+        reg.register(
+            "balancer_elasticity",
+            "Price elasticity the ml balancer fitted, by side",
+            f,
+        );
+    }
+    if let Some(p) = state["fit"]["clearing_price"]
+        .as_f64()
+        .filter(|v| v.is_finite())
+    {
+        reg.register(
+            "balancer_clearing_price",
+            "Where the fitted demand meets the fitted supply, in price units",
+            float_gauge(p),
+        );
+    }
+    if let (Some(samples), Some(used)) =
+        (state["samples"].as_u64(), state["usable_samples"].as_u64())
+    {
+        let family = Family::<Labels, Gauge>::default();
+        family
+            .get_or_create(&vec![("kind".into(), "used".into())])
+            .set(i64::try_from(used).unwrap_or(i64::MAX));
+        family
+            .get_or_create(&vec![("kind".into(), "skipped".into())])
+            .set(i64::try_from(samples.saturating_sub(used)).unwrap_or(i64::MAX));
+        reg.register(
+            "balancer_samples",
+            "Samples in the ml balancer's window: used in the fit, or skipped (zero price, demand or supply)",
+            family,
+        );
+    }
+    if let Some(price) = state["last_proposal"]["price"]
+        .as_str()
+        .and_then(|p| p.parse::<f64>().ok())
+    {
+        reg.register(
+            "balancer_proposal_price",
+            "The price the balancer last proposed",
+            float_gauge(price),
+        );
+    }
+}
+
 fn text_of(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -290,6 +420,84 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
         }
+    }
+
+    #[test]
+    fn the_ml_fit_becomes_balancer_series() {
+        let status = serde_json::json!({
+            "market": {"price": "2", "epoch": 4, "proposer": "0102030405060708",
+                       "balancer": "ml: proposed 2 -> 2.2", "balancer_kind": "ml",
+                       "balancer_proposes": true,
+                       "rounds": {"adopted_from_peers": 3, "reconciliations": 1},
+                       "balancer_state": {
+                           "balancer": "ml", "samples": 40, "usable_samples": 31,
+                           "fit": {"demand_elasticity": -0.8, "demand_r2": 0.93,
+                                   "supply_elasticity": 1.25, "supply_r2": 0.875,
+                                   "clearing_price": 2.5, "samples": 31},
+                           "last_proposal": {"at_ms": 1000, "price": "2.2", "probe": false,
+                                             "committed": true}}},
+        });
+        let text = encode(&status).unwrap();
+        for line in [
+            "lppsp_market_proposer{proposer=\"0102030405060708\"} 1",
+            "lppsp_balancer{kind=\"ml\",proposes=\"true\"} 1",
+            "lppsp_balancer_fit_r2{side=\"demand\"} 0.93",
+            "lppsp_balancer_fit_r2{side=\"supply\"} 0.875",
+            "lppsp_balancer_elasticity{side=\"demand\"} -0.8",
+            "lppsp_balancer_elasticity{side=\"supply\"} 1.25",
+            "lppsp_balancer_clearing_price 2.5",
+            "lppsp_balancer_samples{kind=\"used\"} 31",
+            "lppsp_balancer_samples{kind=\"skipped\"} 9",
+            "lppsp_balancer_proposal_price 2.2",
+            "lppsp_rounds_adopted_total 3",
+            "lppsp_reconciliations_total 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+        }
+    }
+
+    #[test]
+    fn series_without_a_value_are_left_out() {
+        // An fsm node at the initial price: no proposer, no fit, no samples.
+        let status = serde_json::json!({
+            "market": {"price": "1", "epoch": 0, "proposer": null,
+                       "balancer": "fsm: idle, raising at pressure >= 2.0",
+                       "balancer_kind": "fsm", "balancer_proposes": true,
+                       "balancer_state": null},
+        });
+        let text = encode(&status).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l == "lppsp_balancer{kind=\"fsm\",proposes=\"true\"} 1"),
+            "{text}"
+        );
+        for absent in [
+            "lppsp_market_proposer",
+            "lppsp_balancer_fit_r2",
+            "lppsp_balancer_elasticity",
+            "lppsp_balancer_clearing_price",
+            "lppsp_balancer_samples",
+            "lppsp_balancer_proposal_price",
+        ] {
+            assert!(
+                !text.lines().any(|l| l.starts_with(absent)),
+                "{absent} served without a value:\n{text}"
+            );
+        }
+        // An ml balancer without a fit yet serves its samples only.
+        let status = serde_json::json!({
+            "market": {"balancer_kind": "ml", "balancer_proposes": false,
+                       "balancer_state": {"samples": 3, "usable_samples": 0, "fit": null,
+                                          "last_proposal": null}},
+        });
+        let text = encode(&status).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l == "lppsp_balancer_samples{kind=\"skipped\"} 3"),
+            "{text}"
+        );
+        assert!(!text.contains("lppsp_balancer_fit_r2"), "{text}");
+        assert!(!text.contains("lppsp_balancer_clearing_price"), "{text}");
     }
 
     #[test]

@@ -254,6 +254,14 @@ async fn run_inner(
         Accounts::open(&cfg.node.data_dir, id, cfg.market.grant, stored_tx).map_err(|e| {
             NodeError::Startup(format!("ledger in {}: {e}", cfg.node.data_dir.display()))
         })?;
+    // The state the pool committed before this node stopped, if any.
+    let market_file = crate::market_state::MarketStateFile::new(&cfg.node.data_dir);
+    let restored = market_file
+        .load()
+        .map_err(|e| NodeError::Startup(format!("market state: {e}")))?;
+    if let Some(c) = restored {
+        info!(price = %c.price, epoch = c.epoch, proposer = ?c.proposer.map(|p| p.to_string()), file = %market_file.path().display(), "starting from the stored committed price");
+    }
     let scheduler = registry
         .scheduler(&cfg.scheduler)
         .map_err(|e| NodeError::Startup(e.to_string()))?;
@@ -294,15 +302,23 @@ async fn run_inner(
         }),
         destinations: beacon_socket::destinations(&cfg.network),
         seq: wall_ms(),
-        market: Market::new(MarketConfig {
-            me: id,
-            initial_price: cfg.market.initial_price,
-            repeat_ms: cfg.network.tick_ms,
-            round_timeout_ms: expiry_ms.saturating_mul(3),
-            max_step_milli: cfg.market.max_step_milli,
-            min_move_interval_ms: cfg.market.min_move_interval_ms,
-            reconcile_after_ms: expiry_ms.saturating_mul(2),
-        }),
+        market: {
+            let market_cfg = MarketConfig {
+                me: id,
+                initial_price: cfg.market.initial_price,
+                repeat_ms: cfg.network.tick_ms,
+                round_timeout_ms: expiry_ms.saturating_mul(3),
+                max_step_milli: cfg.market.max_step_milli,
+                min_move_interval_ms: cfg.market.min_move_interval_ms,
+                reconcile_after_ms: expiry_ms.saturating_mul(2),
+            };
+            match restored {
+                Some(state) => Market::resume(market_cfg, state),
+                None => Market::new(market_cfg),
+            }
+        },
+        market_file,
+        restored,
         balancer,
         last_sample: None,
         started: Instant::now(),
@@ -372,6 +388,10 @@ struct Driver {
     transport: Arc<dyn lppsp_core::component::Transport>,
     seq: u64,
     market: Market,
+    /// Where each committed state is stored before the node acts on it.
+    market_file: crate::market_state::MarketStateFile,
+    /// The state read from `market_file` at start, for status.
+    restored: Option<market::Committed>,
     balancer: Box<dyn Balancer>,
     last_sample: Option<MarketSample>,
     started: Instant,
@@ -1004,7 +1024,16 @@ impl Driver {
 
     /// Sends what the price agreement asks for and applies commits.
     async fn flush_market(&mut self) {
-        for out in self.market.drain() {
+        let outputs = self.market.drain();
+        // The newest committed state is on disk before any frame or
+        // commit goes out at it.
+        if let Some(state) = outputs.iter().rev().find_map(|o| match o {
+            MarketOutput::Committed(c) => Some(*c),
+            _ => None,
+        }) {
+            self.store_committed(state).await;
+        }
+        for out in outputs {
             match out {
                 MarketOutput::Broadcast(message) => self.broadcast(message, false).await,
                 MarketOutput::Committed(c) => {
@@ -1015,6 +1044,20 @@ impl Driver {
                     self.refuse_member(peer, reason, &what)
                 }
             }
+        }
+    }
+
+    /// Writes `state` to the market state file, off the driver's thread.
+    /// A failed write is logged: the node holds the state in memory either
+    /// way, and a restart then starts from the last state stored.
+    async fn store_committed(&self, state: market::Committed) {
+        let file = self.market_file.clone();
+        let stored =
+            tokio::task::spawn_blocking(move || file.save(&state).map_err(|e| e.to_string()))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+        if let Err(error) = stored {
+            warn!(%error, epoch = state.epoch, "cannot store the committed market state");
         }
     }
 
@@ -1034,6 +1077,7 @@ impl Driver {
             "demand_tasks": self.last_sample.map(|s| s.demand_tasks),
             "supply_mflops": self.last_sample.map(|s| s.supply_mflops),
             "balancer": self.balancer.describe(),
+            "balancer_kind": self.balancer.name(),
             "balancer_proposes": self.balancer_proposes(),
             "balancer_state": self.balancer.status_json().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()),
             "open_round": self.market.open_round().map(|(epoch, price, yes)| json!({"epoch": epoch, "price": price.to_string(), "yes_votes": yes})),
@@ -1047,6 +1091,7 @@ impl Driver {
                 "price": r.state.price.to_string(),
                 "proposer": r.state.proposer.map(|p| p.to_string()),
             })).collect::<Vec<_>>(),
+            "restored": self.restored.map(|r| json!({"epoch": r.epoch, "price": r.price.to_string(), "proposer": r.proposer.map(|p| p.to_string())})),
         })
     }
 

@@ -32,6 +32,45 @@ fn s(v: &serde_json::Value, key: &str) -> String {
     }
 }
 
+/// The committed round, the one open, the rounds counters, and the state
+/// the node started from.
+fn print_round(m: &serde_json::Value) {
+    let proposer = match m["proposer"].as_str() {
+        Some(p) => format!("round of {p}"),
+        None => "initial price".into(),
+    };
+    let r = &m["rounds"];
+    println!(
+        "committed: {} at epoch {} ({proposer})  rounds opened {} committed {} abandoned {}  \
+         votes {}  adopted {}  reconciliations {}",
+        s(m, "price"),
+        s(m, "epoch"),
+        s(r, "rounds_opened"),
+        s(r, "rounds_committed"),
+        s(r, "rounds_abandoned"),
+        s(r, "votes_cast"),
+        s(r, "adopted_from_peers"),
+        s(r, "reconciliations")
+    );
+    let open = &m["open_round"];
+    if !open.is_null() {
+        println!(
+            "open round: epoch {} at {}, {} yes vote(s)",
+            s(open, "epoch"),
+            s(open, "price"),
+            s(open, "yes_votes")
+        );
+    }
+    let restored = &m["restored"];
+    if !restored.is_null() {
+        println!(
+            "started from the stored state: epoch {} at {}",
+            s(restored, "epoch"),
+            s(restored, "price")
+        );
+    }
+}
+
 fn print_status(st: &serde_json::Value) {
     let node = &st["node"];
     println!(
@@ -52,7 +91,18 @@ fn print_status(st: &serde_json::Value) {
         s(m, "pressure"),
         s(m, "balancer")
     );
+    print_round(m);
     let state = &m["balancer_state"];
+    if let (Some(samples), Some(used)) = (
+        state.get("samples").and_then(|v| v.as_u64()),
+        state.get("usable_samples").and_then(|v| v.as_u64()),
+    ) {
+        println!(
+            "samples: {used} used, {} skipped (zero price, demand or supply), {} distinct price(s)",
+            samples.saturating_sub(used),
+            s(state, "distinct_prices")
+        );
+    }
     if let Some(fit) = state.get("fit").filter(|f| !f.is_null()) {
         let num = |k: &str| fit[k].as_f64().unwrap_or(f64::NAN);
         println!(
@@ -68,6 +118,22 @@ fn print_status(st: &serde_json::Value) {
     }
     if let Some(reason) = state.get("reason").and_then(|r| r.as_str()) {
         println!("balancer: {reason}");
+    }
+    if let Some(last) = state.get("last_proposal").filter(|l| !l.is_null()) {
+        println!(
+            "last proposal: {} ({}, {})",
+            s(last, "price"),
+            if last["probe"] == true {
+                "probe"
+            } else {
+                "clearing step"
+            },
+            if last["committed"] == true {
+                "committed"
+            } else {
+                "not committed"
+            }
+        );
     }
     if m["balancer_proposes"] == false {
         println!("balancer: proposes nothing here (the ml observer sets prices; this node votes)");
