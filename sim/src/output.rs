@@ -103,10 +103,18 @@ pub struct Figures {
     pub jobs_deterred: f64,
     pub mean_latency_s: f64,
     pub p95_latency_s: f64,
+    /// Price stability (G-commerce): the standard deviation of ln(price)
+    /// over the run's samples; 0 for a price that never moves.
+    pub price_log_sd: f64,
+    /// Excess demand: tasks of live jobs not placed, per live node, mean
+    /// over the samples.
+    pub excess_demand: f64,
+    /// Excess supply: the share of slots idle, mean over the samples.
+    pub excess_supply: f64,
 }
 
 impl Figures {
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 12] = [
         "mean_price",
         "final_price",
         "mean_pressure",
@@ -116,6 +124,9 @@ impl Figures {
         "jobs_deterred",
         "mean_latency_s",
         "p95_latency_s",
+        "price_log_sd",
+        "excess_demand",
+        "excess_supply",
     ];
 
     pub fn of(run: &RunOutput) -> Self {
@@ -132,7 +143,20 @@ impl Figures {
         let p95 = lat
             .get((lat.len() * 95 / 100).min(lat.len().saturating_sub(1)))
             .map_or(0.0, |v| *v as f64 / 1000.0);
+        let logs: Vec<f64> = run
+            .series
+            .iter()
+            .filter(|r| r.price > 0.0)
+            .map(|r| r.price.ln())
+            .collect();
+        let log_mean = logs.iter().sum::<f64>() / logs.len().max(1) as f64;
+        let price_log_sd = (logs.iter().map(|l| (l - log_mean).powi(2)).sum::<f64>()
+            / logs.len().max(1) as f64)
+            .sqrt();
         Self {
+            price_log_sd,
+            excess_demand: mean(|r| r.pending as f64 / r.nodes.max(1) as f64),
+            excess_supply: mean(|r| 1.0 - r.utilisation),
             mean_price: mean(|r| r.price),
             final_price: last.map_or(0.0, |r| r.price),
             mean_pressure: mean(|r| r.pressure),
@@ -145,7 +169,7 @@ impl Figures {
         }
     }
 
-    pub fn values(&self) -> [f64; 9] {
+    pub fn values(&self) -> [f64; 12] {
         [
             self.mean_price,
             self.final_price,
@@ -156,6 +180,9 @@ impl Figures {
             self.jobs_deterred,
             self.mean_latency_s,
             self.p95_latency_s,
+            self.price_log_sd,
+            self.excess_demand,
+            self.excess_supply,
         ]
     }
 }

@@ -174,6 +174,14 @@ fn run_one(sc: &Scenario, s: usize, seed: u64) -> anyhow::Result<RunOutput> {
 
     let exe = std::env::current_exe().context("finding the lppsp binary")?;
     let jobs = draws::all_jobs(sc, seed);
+    eprintln!(
+        "real nodes: {} nodes ({} clients{}), {} jobs drawn; logs in {}",
+        nodes.len(),
+        clients.len(),
+        if observer { ", an observer" } else { "" },
+        jobs.len(),
+        cluster.dir().display()
+    );
     let mut next_job = jobs.iter().peekable();
     let mut running: Vec<Submitted> = Vec::new();
     let mut counts = JobCounts::default();
@@ -189,7 +197,8 @@ fn run_one(sc: &Scenario, s: usize, seed: u64) -> anyhow::Result<RunOutput> {
     let end = Duration::from_secs(sc.duration_s);
     let every = Duration::from_secs(sc.sample_every_s.max(1));
     let mut next_sample = every;
-    while start.elapsed() < end {
+    // Until the last sample, at the scenario's end (as the simulator's).
+    while next_sample <= end {
         let now = start.elapsed();
         while let Some((_, job)) = next_job.next_if(|(at, _)| Duration::from_millis(*at) <= now) {
             let Some(c) = draws::pick_client(job.client_pick, &clients) else {
@@ -333,7 +342,13 @@ fn sample_row(cluster: &Cluster, now: Duration, counts: &mut JobCounts) -> Serie
             busy += load.min(n);
             tasks_done += c.get("tasks_done").and_then(|v| v.as_u64()).unwrap_or(0);
         }
-        pending += s["jobs"]["tasks_in_pool"].as_u64().unwrap_or(0);
+        // Tasks of live jobs not yet placed, as the simulator counts them.
+        if let Some(list) = s["jobs"]["list"].as_array() {
+            pending += list
+                .iter()
+                .filter_map(|j| j["progress"]["pending"].as_u64())
+                .sum::<u64>();
+        }
     }
     let new = &counts.latencies_ms[counts.latency_mark..];
     let latency_mean_s = if new.is_empty() {
