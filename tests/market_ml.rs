@@ -284,11 +284,15 @@ fn the_observer_finds_and_the_members_commit_the_clearing_price() {
     let said = {
         use std::io::BufRead;
         let out = waiting.0[0].stdout.take().unwrap();
-        std::io::BufReader::new(out)
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| l.contains("\"progress\""))
-            .unwrap_or_default()
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let line = std::io::BufReader::new(out)
+                .lines()
+                .map_while(Result::ok)
+                .find(|l| l.contains("\"progress\""));
+            let _ = tx.send(line.unwrap_or_default());
+        });
+        rx.recv_timeout(PATIENCE).unwrap_or_default()
     };
     assert!(said.contains("price 1 > max 0.5"), "{said}");
     drop(waiting);
