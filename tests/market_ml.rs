@@ -76,15 +76,22 @@ fn supply_at(p: Price) -> u64 {
 }
 
 /// Demand at `p` in micro-MFLOPS (integers): every task of every job that
-/// buys at `p`, x TASK_MFLOP / HORIZON.
-fn demand_at_micro(p: Price) -> u64 {
+/// buys at `p`, and `extra` tasks per client that buy at any price,
+/// x TASK_MFLOP / HORIZON.
+fn demand_at_micro(p: Price, extra: u64) -> u64 {
     let tasks: u64 = JOBS
         .iter()
         .filter(|(max, _)| max.is_none_or(|m| p <= price(m)))
         .map(|(_, t)| t * CLIENTS)
-        .sum();
+        .sum::<u64>()
+        + extra * CLIENTS;
     tasks * TASK_MFLOP * 1_000 * 1_000_000 / HORIZON_MS
 }
+
+/// The demand step: each client submits this many more tasks (3 jobs of
+/// 100, no maximum price) once the price has settled.
+const STEP_TASKS: u64 = 300;
+const STEP_JOBS: u64 = 3;
 
 /// The clearing price the configs imply: the lowest price, in steps of
 /// 0.001, at which the power offered (power 1 x slots, by the curves) is at
@@ -92,16 +99,17 @@ fn demand_at_micro(p: Price) -> u64 {
 /// it, in the observer's unit). Both sides are step functions; with these
 /// configs supply first reaches demand just above 1.176 (the maximum of a
 /// job: 16 MFLOPS offered against 16 demanded).
-fn implied_clearing_price() -> Price {
+fn implied_clearing_price(extra: u64) -> Price {
     (500..3000u64)
         .map(|m| Price::from_micros(m * 1000))
-        .find(|p| supply_at(*p) * 1_000_000 >= demand_at_micro(*p))
+        .find(|p| supply_at(*p) * 1_000_000 >= demand_at_micro(*p, extra))
         .expect("the curves cross between 0.5 and 3")
 }
 
 /// `examples/observer.toml` with the pacing shortened for a test (a
-/// sample per tick, a proposal per 6 s instead of per minute) and the
-/// test's demand unit; every other option is the example's.
+/// sample per tick, a window of one minute, a proposal per 6 s instead of
+/// per minute) and the test's demand unit; every other option is the
+/// example's.
 fn observer_config() -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/observer.toml");
     let text = std::fs::read_to_string(&path).unwrap();
@@ -115,6 +123,7 @@ fn observer_config() -> String {
         .expect("the example has [balancer.options]");
     for (key, value) in [
         ("sample_every_ms", 0),
+        ("window", 60),
         ("min_interval_ms", 6000),
         ("task_mflop", TASK_MFLOP as i64),
         ("horizon_ms", HORIZON_MS as i64),
@@ -161,8 +170,12 @@ impl Drop for Submitters {
 
 #[test]
 fn the_observer_finds_and_the_members_commit_the_clearing_price() {
-    let implied = implied_clearing_price();
+    let implied = implied_clearing_price(0);
     assert_eq!(implied, price("1.177"), "the design of this test");
+    // After the demand step, supply (20 slots) first reaches demand (14 +
+    // 6 MFLOPS) at 1.291, a step of its curve.
+    let stepped = implied_clearing_price(STEP_TASKS);
+    assert_eq!(stepped, price("1.291"), "the design of this test");
     let lib = pausing_executor();
     let community = Community::new();
     let pause = Pause::new(&community, "held");
@@ -374,6 +387,64 @@ fn the_observer_finds_and_the_members_commit_the_clearing_price() {
             .map_or(0, |(_, s)| *s);
         assert_eq!(c["offered_slots"].as_u64(), Some(u64::from(want)), "{c}");
     }
+
+    // A step in demand: each client submits 3 more jobs of 100 tasks that
+    // buy at any price. The observer's window turns over (60 samples) and
+    // its fits follow; the committed price moves at least halfway from
+    // where it was towards the new clearing price, within MAX_WINDOWS of
+    // the observer's proposals (one per min_interval_ms).
+    const MAX_WINDOWS: u64 = 10;
+    let rounds = |p: &NodeProc| {
+        p.status()["market"]["rounds"]["rounds_committed"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let rounds_before = rounds(&procs[i]);
+    for client in &procs[4..] {
+        let control = client.ports.control_addr().to_string();
+        for _ in 0..STEP_JOBS {
+            let mut cmd = submit_command(&control);
+            cmd.args([
+                "--kernel",
+                "w1-sum-squares",
+                "--range",
+                &format!("0..{}", STEP_TASKS / STEP_JOBS),
+            ]);
+            submitters.0.push(
+                cmd.stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
+        }
+    }
+    let halfway = Price::from_micros((committed.micros() + stepped.micros()) / 2);
+    let moved = wait_for(Duration::from_secs(600), || {
+        let markets: Vec<serde_json::Value> =
+            procs.iter().map(|p| p.status()["market"].clone()).collect();
+        let agreed = markets.iter().all(|m| {
+            m["proposer"] == observer_id.as_str()
+                && m["price"] == markets[0]["price"]
+                && m["epoch"] == markets[0]["epoch"]
+        });
+        agreed && price(markets[0]["price"].as_str().unwrap()) >= halfway
+    });
+    let windows = rounds(&procs[i]).saturating_sub(rounds_before);
+    let after = procs[i].status()["market"].clone();
+    eprintln!(
+        "market_ml: demand step: from {committed} towards {stepped}, at {} after {windows} proposals, {:.0} s",
+        after["price"],
+        moved.map_or(f64::NAN, |d| d.as_secs_f64())
+    );
+    assert!(
+        moved.is_some(),
+        "after the demand step every node commits a price of at least {halfway}: {after}\n{}",
+        procs[i].log_text()
+    );
+    assert!(
+        windows <= MAX_WINDOWS,
+        "the price reached {halfway} within {MAX_WINDOWS} proposals, not {windows}: {after}"
+    );
     pause.release();
     drop(submitters);
 }
