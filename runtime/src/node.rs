@@ -137,15 +137,16 @@ async fn run_inner(
             .map_err(|e| NodeError::Startup(format!("self-benchmark: {e}")))?;
     let offered = power::offered_mflops(measured, cfg.share.max_mflops);
     // The owner's cpu_share_percent scales what this node offers.
-    let (slots, offered) =
-        lppsp_core::sharing::apply_share(cfg.share.slots, offered, cfg.sharing.cpu_share_percent);
-    cfg.share.slots = slots;
-    // What the node offers at each price; the loader checked the curve.
+    // What the node offers at each price, read before the owner's share
+    // scales the slots (the loader checked the curve against them).
     let supply = cfg
         .share
         .supply_curve()
-        .map_err(|e| NodeError::Startup(e.to_string()))?
-        .capped(slots);
+        .map_err(|e| NodeError::Startup(e.to_string()))?;
+    let (slots, offered) =
+        lppsp_core::sharing::apply_share(cfg.share.slots, offered, cfg.sharing.cpu_share_percent);
+    cfg.share.slots = slots;
+    let supply = supply.capped(slots);
     let arch = Arch::new(std::env::consts::ARCH).map_err(NodeError::Startup)?;
 
     let transport = registry
