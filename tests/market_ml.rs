@@ -377,7 +377,9 @@ fn the_observer_finds_and_the_members_commit_the_clearing_price() {
         "committed {committed} is within 10% of the implied clearing price {implied}: {state}"
     );
     // Supply answered to the price: each compute node offers its curve's
-    // slots at the committed price.
+    // slots at the committed price. No task reached a node below its
+    // reserve: a client places only on nodes whose reserve is at or below
+    // its price, the price the task frame carries and the node checks.
     for (n, p) in procs.iter().take(4).enumerate() {
         let c = &p.status()["compute"];
         let want = CURVES[n]
@@ -386,6 +388,7 @@ fn the_observer_finds_and_the_members_commit_the_clearing_price() {
             .last()
             .map_or(0, |(_, s)| *s);
         assert_eq!(c["offered_slots"].as_u64(), Some(u64::from(want)), "{c}");
+        assert_eq!(c["tasks_refused"], 0, "{c}");
     }
 
     // A step in demand: each client submits 3 more jobs of 100 tasks that
