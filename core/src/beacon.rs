@@ -2,8 +2,9 @@
 //! and checked (DESIGN 4.4).
 //!
 //! A beacon is one frame in one UDP datagram. Its headers are, in order:
-//! `Date`, `Node`, `Seq`, then kind-specific ones (`Cert` and `Protocol`
-//! and `Software` on Hand, `Queue` on Idle), and last `Sig`. The signature
+//! `Date`, `Node`, `Seq`, then kind-specific ones (`Cert`, `Protocol`,
+//! `Software`, `Slots`, `Reserve` and `Epoch` on Hand, `Queue` on Idle),
+//! and last `Sig`. The signature
 //! covers every byte of the datagram before the `Sig` line, so a receiver
 //! verifies the bytes it received, not a re-encoding. `Seq` grows with every
 //! beacon a node sends (it starts from the node's wall clock in ms, so it
@@ -90,8 +91,12 @@ pub struct BeaconHeaders<'a> {
     pub software: Option<&'a str>,
     /// Idle only: tasks queued or running at the sender.
     pub queue: Option<u64>,
-    /// Hand only: task slots offered (0 for a node that does not compute).
+    /// Hand only: task slots offered at the frame's price (0 for a node
+    /// that does not compute, or whose reserve is above that price).
     pub slots: Option<u32>,
+    /// Hand only: the sender's reserve price, the lowest at which it offers
+    /// any slot; left out when it is 0 (any price).
+    pub reserve: Option<Price>,
     /// Hand only: the round that set the committed price the frame carries
     /// (`Epoch: <epoch> <proposer or ->`), so that peers converge on it.
     pub epoch: Option<(u64, Option<NodeId>)>,
@@ -125,6 +130,9 @@ pub fn build(
     if let Some(n) = h.slots {
         frame = frame.with_header("Slots", n.to_string());
     }
+    if let Some(r) = h.reserve.filter(|r| *r > Price::ZERO) {
+        frame = frame.with_header("Reserve", r.to_string());
+    }
     if let Some((epoch, proposer)) = h.epoch {
         let who = proposer.map_or_else(|| "-".to_string(), |p| p.to_string());
         frame = frame.with_header("Epoch", format!("{epoch} {who}"));
@@ -145,6 +153,9 @@ pub struct VerifiedBeacon {
     pub software: Option<String>,
     pub queue: Option<u64>,
     pub slots: Option<u32>,
+    /// Hand only: the sender's reserve price (a `Price`, so bounded by the
+    /// amount grammar); `None` when absent or not an amount.
+    pub reserve: Option<Price>,
     /// Hand only: the sender's committed (epoch, proposer).
     pub epoch: Option<(u64, Option<NodeId>)>,
 }
@@ -286,6 +297,7 @@ impl ParsedBeacon<'_> {
             software: h.get("Software").map(str::to_string),
             queue: h.get("Queue").and_then(|q| q.parse().ok()),
             slots: h.get("Slots").and_then(|q| q.parse().ok()),
+            reserve: h.get("Reserve").and_then(|r| r.parse().ok()),
             epoch: h.get("Epoch").and_then(parse_epoch),
             message: self.frame.message,
             cert_der: self.cert_der,

@@ -45,8 +45,13 @@ pub struct Peer {
     pub idle: bool,
     /// Tasks queued or running there (Idle beacon's Queue header).
     pub queue: u64,
-    /// Task slots it offers (Hand's Slots header); 0: it does not compute.
+    /// Task slots it offers at the price of its latest Hand (Hand's Slots
+    /// header); 0: it does not compute, or not at that price.
     pub slots: u32,
+    /// The lowest price at which it offers any slot (Hand's Reserve
+    /// header; 0 when absent). Only what we place on it depends on this,
+    /// so any amount is taken as it is.
+    pub reserve: Price,
     /// Protocol version the peer speaks (`Protocol` header of its Hand).
     pub protocol: String,
     /// Software name and version (`Software` header of its Hand).
@@ -317,6 +322,7 @@ impl Book {
                     ));
                 }
                 let slots = claimed_slots.min(MAX_SLOTS);
+                let reserve = b.reserve.unwrap_or(Price::ZERO);
                 let protocol = b.protocol.unwrap_or_default();
                 let compatible = protocol_major(&protocol) == Some(self.cfg.protocol_major);
                 let cert_der = b.cert_der.unwrap_or_default();
@@ -328,6 +334,7 @@ impl Book {
                         p.is_client = hand.is_client;
                         p.remaining_bounty = hand.remaining_bounty;
                         p.slots = slots;
+                        p.reserve = reserve;
                         p.queue = p.queue.min(max_queue_report(slots, hand.is_client));
                         p.protocol = protocol;
                         p.software = b.software.unwrap_or_default();
@@ -351,6 +358,7 @@ impl Book {
                                 idle: true,
                                 queue: 0,
                                 slots,
+                                reserve,
                                 protocol,
                                 software: b.software.unwrap_or_default(),
                                 compatible,

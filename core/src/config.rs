@@ -213,6 +213,20 @@ pub struct ShareSection {
     pub max_queued_bytes: u64,
     /// Input bytes of one client's queued or running tasks.
     pub max_queued_bytes_per_client: u64,
+    /// The owner's reserve price: below it the node offers no slot and
+    /// refuses tasks (`below-reserve`). 0: any price.
+    pub min_price: Price,
+    /// Optional supply curve: from each step's price on, the node offers
+    /// that step's slots (prices and slots rising, none above `slots`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub price_slots: Vec<crate::curves::PriceSlots>,
+}
+
+impl ShareSection {
+    /// What the node offers at each price (checked when the config loads).
+    pub fn supply_curve(&self) -> Result<crate::curves::SupplyCurve, crate::curves::CurveError> {
+        crate::curves::SupplyCurve::new(self.min_price, self.slots, &self.price_slots)
+    }
 }
 
 impl Default for ShareSection {
@@ -225,6 +239,8 @@ impl Default for ShareSection {
             max_tasks_per_client: 16384,
             max_queued_bytes: 1 << 30,
             max_queued_bytes_per_client: 256 * 1024 * 1024,
+            min_price: Price::ZERO,
+            price_slots: Vec::new(),
         }
     }
 }
@@ -446,6 +462,9 @@ impl NodeConfig {
                 "a compute node needs at least 1 slot",
             ));
         }
+        self.share
+            .supply_curve()
+            .map_err(|e| key_err(e.key, &e.message))?;
         if self.network.discovery == Discovery::Static && self.network.static_peers.is_empty() {
             return Err(key_err(
                 "network.static_peers",

@@ -16,6 +16,7 @@ pub mod book;
 pub mod charge;
 pub mod component;
 pub mod config;
+pub mod curves;
 pub mod job;
 pub mod market;
 pub mod money;

@@ -950,26 +950,40 @@ pub fn pressure_milli(tasks_in_pool: u64, nodes: u32) -> u64 {
 /// A node's own part of a market sample: it is not in its own book.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct OwnShare {
-    /// Tasks queued or running on this node.
+    /// Tasks queued or running on this node, plus its jobs' tasks not yet
+    /// placed whose maximum price the market price does not exceed
+    /// ([`crate::curves::buys_at`]): what it reports in its Idle `Queue`.
     pub queue: u64,
-    /// This node's power when it is an idle compute node, else 0.
-    pub idle_power: u64,
-    /// Task slots this node offers (0 when it does not compute).
+    /// This node's power per slot, MFLOPS (its Hand's).
+    pub power: u64,
+    /// Task slots this node offers at the current price (0 when it does
+    /// not compute, or below its reserve).
     pub slots: u32,
 }
 
-/// One market sample from the information book (DESIGN 4.11): demand is the
-/// tasks queued or running in the pool as the nodes report them in their
-/// Idle beacons, supply the power of idle compute nodes, and pressure the
-/// one per the other. `own` is the sampling node's part; `None` counts
-/// the book alone. The node and the simulator both sample through here.
+/// One market sample from the information book (DESIGN 4.11), at `price`
+/// (the sampling node's committed price).
+///
+/// - **Demand**: the tasks willing to buy at `price`, queued or running in
+///   the pool, as the nodes report them in their Idle `Queue`: a client
+///   counts its jobs' unplaced tasks only while the price is at most the
+///   job's maximum (tasks placed earlier run on at their placement
+///   price and are counted where they run).
+/// - **Supply**: the power offered at `price`, busy or not: per compute
+///   node, its power times the slots its Hand offers, counted only when
+///   its reserve is at or below `price` ([`crate::curves::offers_at`]).
+/// - **Pressure**: demand per node.
+///
+/// `own` is the sampling node's part; `None` counts the book alone. The
+/// node and the simulator both sample through here.
 ///
 /// Demand is robust to one outlier (docs/balancers-fsm.md, "Pressure"):
 /// the largest per-node report counts at most as much as the second
 /// largest plus the most slots any other node offers, so one member,
 /// whatever it reports, adds at most one node's worth of tasks above the
 /// others. Each report is already capped by the book
-/// ([`crate::book::max_queue_report`]).
+/// ([`crate::book::max_queue_report`]); power and slots by the Hand's
+/// bounds, and their product saturates.
 #[must_use]
 pub fn sample_book(
     book: &crate::book::Book,
@@ -980,13 +994,14 @@ pub fn sample_book(
     let mut reports: Vec<(u64, u32)> = Vec::with_capacity(book.len().saturating_add(1));
     let mut supply = 0u64;
     if let Some(o) = own {
-        reports.push((o.queue, o.slots.min(crate::book::MAX_SLOTS)));
-        supply = o.idle_power;
+        let slots = o.slots.min(crate::book::MAX_SLOTS);
+        reports.push((o.queue, slots));
+        supply = o.power.saturating_mul(u64::from(slots));
     }
     for p in book.peers() {
         reports.push((p.queue, p.slots));
-        if p.slots > 0 && p.idle {
-            supply = supply.saturating_add(p.power);
+        if p.slots > 0 && crate::curves::offers_at(p.reserve, price) {
+            supply = supply.saturating_add(p.power.saturating_mul(u64::from(p.slots)));
         }
     }
     let demand = robust_demand(&reports);

@@ -717,3 +717,45 @@ fn documented_scalar_conversions() {
     let (_dir, cfg) = load_ok("[node]\nname = true\n", &[]);
     assert_eq!(cfg.node.name, "true");
 }
+
+#[test]
+fn reserve_price_and_supply_curve() {
+    let (_dir, cfg) = load_ok(
+        "[share]\nslots = 4\nmin_price = \"1.5\"\n\n[[share.price_slots]]\nprice = \"1.5\"\nslots = 1\n\n[[share.price_slots]]\nprice = \"2\"\nslots = 4\n",
+        &[],
+    );
+    let curve = cfg.share.supply_curve().unwrap();
+    assert_eq!(curve.reserve().to_string(), "1.5");
+    assert_eq!(curve.slots_at("1.4".parse().unwrap()), 0);
+    assert_eq!(curve.slots_at("1.9".parse().unwrap()), 1);
+    assert_eq!(curve.slots_at("2".parse().unwrap()), 4);
+    let (_dir, cfg) = load_ok("", &[]);
+    assert_eq!(cfg.share.min_price, lppsp_core::Price::ZERO);
+    key_error("[share]\nmin_price = \"-1\"\n", &[], "share.min_price");
+    key_error(
+        "[share]\nmin_price = \"1.0000001\"\n",
+        &[],
+        "share.min_price",
+    );
+    let msg = key_error(
+        "[share]\nslots = 2\n[[share.price_slots]]\nprice = \"1\"\nslots = 3\n",
+        &[],
+        "share.price_slots",
+    );
+    assert!(msg.contains("1..=2"), "{msg}");
+    key_error(
+        "[share]\nslots = 4\n[[share.price_slots]]\nprice = \"2\"\nslots = 2\n[[share.price_slots]]\nprice = \"1\"\nslots = 3\n",
+        &[],
+        "share.price_slots",
+    );
+    key_error(
+        "[share]\nslots = 4\nmin_price = \"3\"\n[[share.price_slots]]\nprice = \"2\"\nslots = 2\n",
+        &[],
+        "share.min_price",
+    );
+    key_error(
+        "[share]\n[[share.price_slots]]\nprice = \"1\"\nslot = 1\n",
+        &[],
+        "share.price_slots[0].slot",
+    );
+}

@@ -195,6 +195,11 @@ pub struct SubmitRequest {
     /// then ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<String>,
+    /// The most the job pays per unit of price (`lppsp submit
+    /// --max-price`): while the market price is above it, its tasks are
+    /// not placed and count as no demand; unset = any price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_price: Option<Price>,
 }
 
 fn default_verify() -> u32 {
@@ -208,6 +213,8 @@ struct ClientJob {
     module: Option<Bytes>,
     module_sent: std::collections::HashSet<NodeId>,
     fuel: Option<u64>,
+    /// Its tasks are placed only while the market price is at most this.
+    max_price: Option<Price>,
     subscriber: mpsc::Sender<serde_json::Value>,
     started: Instant,
     last_progress: Option<Instant>,
@@ -299,12 +306,16 @@ impl Client {
     /// total, spent), placements per node, elapsed time.
     pub fn jobs_status(&self) -> Vec<serde_json::Value> {
         let running = self.jobs.iter().map(|(id, j)| {
-            job_summary(
+            let mut v = job_summary(
                 *id,
                 &j.tracker,
                 "running",
                 j.started.elapsed().as_secs_f64(),
-            )
+            );
+            if let (Some(max), Some(o)) = (j.max_price, v.as_object_mut()) {
+                o.insert("max_price".into(), json!(max.to_string()));
+            }
+            v
         });
         // Journaled jobs not running here: left by an earlier run of the node.
         let unfinished = self
@@ -324,10 +335,15 @@ impl Client {
         self.journal = Some(journal);
     }
 
-    /// Tasks of this client's jobs not yet placed (demand the compute
-    /// nodes' queues do not show yet).
-    pub fn pending(&self) -> u64 {
-        self.jobs.values().map(|j| j.tracker.pending_count()).sum()
+    /// Tasks of this client's jobs not yet placed that would buy at
+    /// `price` (demand the compute nodes' queues do not show yet): a job
+    /// whose maximum price is below it waits and is no demand.
+    pub fn pending(&self, price: Price) -> u64 {
+        self.jobs
+            .values()
+            .filter(|j| lppsp_core::curves::buys_at(j.max_price, price))
+            .map(|j| j.tracker.pending_count())
+            .sum()
     }
 
     /// Tasks this client has queued or running in the pool.
@@ -462,6 +478,9 @@ impl Client {
                 .ok();
         }
         let mut accepted = json!({"event": "accepted", "job": id.to_string(), "tasks": total, "budget": budget.to_string()});
+        if let Some(max) = req.max_price {
+            accepted["max_price"] = json!(max.to_string());
+        }
         if let Some(old) = resumed {
             accepted["resumed"] = json!(old.to_string());
             accepted["restored"] = json!(restored);
@@ -474,6 +493,7 @@ impl Client {
                 module: module.map(|(_, code)| code),
                 module_sent: std::collections::HashSet::new(),
                 fuel: req.fuel,
+                max_price: req.max_price,
                 subscriber: reply,
                 started: Instant::now(),
                 last_progress: None,
@@ -621,7 +641,13 @@ impl Client {
         }
     }
 
-    fn peer_views(&self, now_ms: u64, book: &Book, tracker: &JobTracker) -> Vec<PeerView> {
+    fn peer_views(
+        &self,
+        now_ms: u64,
+        book: &Book,
+        tracker: &JobTracker,
+        price: Price,
+    ) -> Vec<PeerView> {
         book.peers()
             .filter(|p| p.id != self.me)
             .filter(|p| self.down.get(&p.id).is_none_or(|until| now_ms >= *until))
@@ -641,7 +667,8 @@ impl Client {
                     addr: p.addr,
                     power: p.power,
                     arch: p.arch.clone(),
-                    compute: p.slots > 0,
+                    // A node whose reserve is above our price would refuse.
+                    compute: p.slots > 0 && lppsp_core::curves::offers_at(p.reserve, price),
                     compatible: p.compatible,
                     free_slots: u32::try_from(capacity.saturating_sub(used)).unwrap_or(u32::MAX),
                     queue: u32::try_from(p.queue).unwrap_or(u32::MAX),
@@ -660,8 +687,9 @@ impl Client {
             let Some(job) = self.jobs.get(&id) else {
                 continue;
             };
-            if !job.tracker.is_finished() {
-                let views = self.peer_views(now_ms, book, &job.tracker);
+            let buys = lppsp_core::curves::buys_at(job.max_price, price);
+            if !job.tracker.is_finished() && buys {
+                let views = self.peer_views(now_ms, book, &job.tracker, price);
                 let free: usize = views.iter().map(|v| v.free_slots as usize).sum();
                 let pending = job.tracker.pending_tasks(free.max(1));
                 if !pending.is_empty() {
@@ -682,7 +710,7 @@ impl Client {
                 }
             }
             self.flush_commands(id, now_ms, book, price);
-            self.report(id).await;
+            self.report(id, price).await;
         }
     }
 
@@ -727,7 +755,7 @@ impl Client {
         }
     }
 
-    async fn report(&mut self, id: JobId) {
+    async fn report(&mut self, id: JobId, price: Price) {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
@@ -744,8 +772,15 @@ impl Client {
                 {
                     job.last_progress = Some(now);
                     let p = job.tracker.progress();
+                    let mut waiting = job.tracker.waiting_reasons();
+                    if let Some(max) = job
+                        .max_price
+                        .filter(|m| !lppsp_core::curves::buys_at(Some(*m), price))
+                    {
+                        waiting.insert(0, format!("price {price} > max {max}"));
+                    }
                     let v = json!({"event": "progress", "job": id.to_string(), "progress": p,
-                        "elapsed_s": job.started.elapsed().as_secs_f64(), "waiting": job.tracker.waiting_reasons()});
+                        "elapsed_s": job.started.elapsed().as_secs_f64(), "waiting": waiting});
                     let _ = job.subscriber.try_send(v);
                 }
             }

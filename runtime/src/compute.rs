@@ -40,6 +40,9 @@ pub struct ComputeConfig {
     pub max_queued_bytes_per_client: u64,
     /// When false the node refuses every task as unavailable.
     pub sharing: bool,
+    /// The owner's reserve price: a task placed at a lower price (its
+    /// frame's price line) is refused `below-reserve`.
+    pub reserve: Price,
 }
 
 struct Work {
@@ -305,6 +308,10 @@ impl ComputeService {
                 if cannot_pay {
                     return refuse(RefuseReason::CannotPay);
                 }
+                if !lppsp_core::curves::offers_at(self.cfg.reserve, price) {
+                    debug!(%client, %job, task, %price, reserve = %self.cfg.reserve, "task refused: placed below the reserve price");
+                    return refuse(RefuseReason::BelowReserve);
+                }
                 if !self.executor.has_kernel(&kernel) {
                     return refuse(RefuseReason::UnknownKernel);
                 }
@@ -563,6 +570,7 @@ mod tests {
                 max_queued_bytes: 1 << 20,
                 max_queued_bytes_per_client: 1 << 20,
                 sharing: true,
+                reserve: Price::ZERO,
             },
             Arc::new(Hold(release.clone())),
             relay,
@@ -616,6 +624,7 @@ mod tests {
                 max_queued_bytes: 1 << 20,
                 max_queued_bytes_per_client: 1 << 20,
                 sharing: true,
+                reserve: Price::ZERO,
             },
             Arc::new(Hold(release.clone())),
             relay,
@@ -644,5 +653,40 @@ mod tests {
         }
         compute.on_frame(greedy, task(9), &tx);
         assert!(refusals(&mut rx).is_empty());
+    }
+
+    #[test]
+    fn a_task_placed_below_the_reserve_is_refused_and_one_at_it_runs() {
+        let release = Arc::new(AtomicBool::new(false));
+        let (relay, _relayed) = mpsc::unbounded_channel();
+        let compute = ComputeService::start(
+            ComputeConfig {
+                slots: 1,
+                power: 100,
+                task_timeout: Duration::from_secs(30),
+                max_input_bytes: 1 << 20,
+                max_queue: 100,
+                max_tasks_per_client: 100,
+                max_queued_bytes: 1 << 20,
+                max_queued_bytes_per_client: 1 << 20,
+                sharing: true,
+                // task() places at price 1.
+                reserve: Price::from_micros(1_000_001),
+            },
+            Arc::new(Hold(release.clone())),
+            relay,
+            MemberRefusals::default(),
+        );
+        let client = NodeId::from_public_key_der(b"client");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        compute.on_frame(client, task(1), &tx);
+        assert_eq!(refusals(&mut rx), vec![(1, RefuseReason::BelowReserve)]);
+        assert_eq!(compute.load(), 0);
+        let mut at_reserve = task(2);
+        at_reserve.price = Price::from_micros(1_000_001);
+        compute.on_frame(client, at_reserve, &tx);
+        assert!(refusals(&mut rx).is_empty());
+        assert_eq!(compute.load(), 1);
+        release.store(true, Ordering::Relaxed);
     }
 }

@@ -9,6 +9,7 @@ use lppsp_core::beacon::{self, BeaconCrypto, BeaconHeaders};
 use lppsp_core::book::{Book, BookConfig, BookEvent, Departure};
 use lppsp_core::component::{Balancer, MarketSample};
 use lppsp_core::config::{NodeConfig, Role};
+use lppsp_core::curves::SupplyCurve;
 use lppsp_core::market::{self, Market, MarketConfig, MarketOutput};
 use lppsp_core::money::Bounty;
 use lppsp_core::registry::{Registry, TransportParams};
@@ -136,9 +137,16 @@ async fn run_inner(
             .map_err(|e| NodeError::Startup(format!("self-benchmark: {e}")))?;
     let offered = power::offered_mflops(measured, cfg.share.max_mflops);
     // The owner's cpu_share_percent scales what this node offers.
+    // What the node offers at each price, read before the owner's share
+    // scales the slots (the loader checked the curve against them).
+    let supply = cfg
+        .share
+        .supply_curve()
+        .map_err(|e| NodeError::Startup(e.to_string()))?;
     let (slots, offered) =
         lppsp_core::sharing::apply_share(cfg.share.slots, offered, cfg.sharing.cpu_share_percent);
     cfg.share.slots = slots;
+    let supply = supply.capped(slots);
     let arch = Arch::new(std::env::consts::ARCH).map_err(NodeError::Startup)?;
 
     let transport = registry
@@ -210,6 +218,7 @@ async fn run_inner(
                 max_queued_bytes: cfg.share.max_queued_bytes,
                 max_queued_bytes_per_client: cfg.share.max_queued_bytes_per_client,
                 sharing: true,
+                reserve: supply.reserve(),
             },
             executor.clone(),
             relay_tx.clone(),
@@ -324,6 +333,9 @@ async fn run_inner(
         started: Instant::now(),
         idle: true,
         queue: 0,
+        supply,
+        sampled_price: cfg.market.initial_price,
+        last_price_change_ms: None,
         ticks: 0,
         identity,
         me,
@@ -397,6 +409,14 @@ struct Driver {
     started: Instant,
     idle: bool,
     queue: u64,
+    /// What this node offers at each price (`[share] min_price`,
+    /// `price_slots`).
+    supply: SupplyCurve,
+    /// The price of the latest market sample, and when the sampled price
+    /// last changed (monotonic ms): samples are held back from the
+    /// balancer until the peers' beacons show a new price.
+    sampled_price: lppsp_core::Price,
+    last_price_change_ms: Option<u64>,
     ticks: u64,
     compute: Option<Arc<ComputeService>>,
     client: Client,
@@ -658,8 +678,9 @@ impl Driver {
         let idle = load == 0 && self.sharing.is_available();
         // The Queue header counts every task waiting here: running or
         // queued on this node's slots, and this node's jobs' tasks not yet
-        // placed, so that every node computes the same pool pressure.
-        let queue = load.saturating_add(self.client.pending());
+        // placed that would buy at the price, so that every node computes
+        // the same pool pressure and demand at that price.
+        let queue = load.saturating_add(self.client.pending(self.market.price()));
         // Idle is sent on change; repeating it every few ticks heals a lost datagram.
         let changed = idle != self.idle || queue != self.queue;
         self.idle = idle;
@@ -723,13 +744,8 @@ impl Driver {
                 let c = self.market.committed();
                 (c.epoch, c.proposer)
             }),
-            slots: hand.then_some(
-                if self.cfg.node.role.computes() && self.sharing.is_available() {
-                    self.cfg.share.slots
-                } else {
-                    0
-                },
-            ),
+            slots: hand.then(|| self.offered_slots()),
+            reserve: (hand && self.cfg.node.role.computes()).then(|| self.supply.reserve()),
         };
         let datagram = beacon::build(self.market.price(), message, &headers, |m| {
             self.identity.sign(m)
@@ -738,6 +754,16 @@ impl Driver {
             if let Err(e) = self.udp.send_to(&datagram, dest).await {
                 debug!(%dest, error = %e, "beacon send failed");
             }
+        }
+    }
+
+    /// Task slots this node offers now: those its supply curve offers at
+    /// the market price, when it computes and its owner lets it.
+    fn offered_slots(&self) -> u32 {
+        if self.compute.is_some() && self.sharing.is_available() {
+            self.supply.slots_at(self.market.price())
+        } else {
+            0
         }
     }
 
@@ -988,20 +1014,30 @@ impl Driver {
     fn sample_market(&mut self, now: u64) {
         let own = market::OwnShare {
             queue: self.queue,
-            idle_power: if self.idle && self.compute.is_some() {
-                self.me.power
-            } else {
-                0
-            },
-            slots: if self.compute.is_some() && self.sharing.is_available() {
-                self.cfg.share.slots
-            } else {
-                0
-            },
+            power: self.me.power,
+            slots: self.offered_slots(),
         };
-        let sample = market::sample_book(&self.book, now, self.market.price(), Some(own));
+        let price = self.market.price();
+        if price != self.sampled_price {
+            self.sampled_price = price;
+            self.last_price_change_ms = Some(now);
+        }
+        let sample = market::sample_book(&self.book, now, price, Some(own));
         self.last_sample = Some(sample);
         let live = self.live_members();
+        // Right after a price change, the peers' Queue and Slots may still
+        // be those of the old price: such a sample mixes two markets.
+        // Wait until every peer's beacons carry the new price, for at most
+        // two expiry periods (a peer stuck at another price must not
+        // starve the balancer).
+        let settling = self.last_price_change_ms.is_some_and(|t| {
+            now.saturating_sub(t) < self.cfg.network.expiry_ms().saturating_mul(2)
+                && self.book.peers().any(|p| p.price != price)
+        });
+        if settling {
+            self.market.handle_timeout(now, &live);
+            return;
+        }
         let proposal = self.balancer.on_sample(&sample);
         let proposes = self.balancer_proposes();
         if let Some(p) = proposal.filter(|_| proposes) {
@@ -1196,6 +1232,8 @@ impl Driver {
                 use std::sync::atomic::Ordering::Relaxed;
                 json!({
                     "slots": self.cfg.share.slots,
+                    "offered_slots": self.offered_slots(),
+                    "reserve": self.supply.reserve().to_string(),
                     "load": c.load(),
                     "tasks_done": c.stats.tasks_done.load(Relaxed),
                     "tasks_failed": c.stats.tasks_failed.load(Relaxed),

@@ -609,7 +609,7 @@ impl<'a> Sim<'a> {
         n.seq += 1;
         let hand = matches!(message, Message::Hand(_));
         let c = n.market.committed();
-        let offers = n.market.price() >= n.reserve;
+        let curve = lppsp_core::curves::SupplyCurve::flat(n.reserve, self.sc.population.slots);
         let b = VerifiedBeacon {
             node: n.id,
             seq: n.seq,
@@ -618,7 +618,8 @@ impl<'a> Sim<'a> {
             protocol: hand.then(|| PROTOCOL_VERSION.to_string()),
             software: hand.then(|| SOFTWARE.to_string()),
             queue: matches!(message, Message::Idle { .. }).then_some(n.queue),
-            slots: hand.then_some(if offers { self.sc.population.slots } else { 0 }),
+            slots: hand.then(|| curve.slots_at(n.market.price())),
+            reserve: hand.then_some(n.reserve),
             epoch: hand.then_some((c.epoch, c.proposer)),
             message,
         };
@@ -700,8 +701,11 @@ impl<'a> Sim<'a> {
             }
             if let Some(s) = self.samples.get_mut(d) {
                 // A domain's book lists every node of the domain, the
-                // sampling one included: no own share to add.
-                *s = Some(market::sample_book(book, now, Price::ZERO, None));
+                // sampling one included: no own share to add. Sampled at
+                // the price most of its nodes announce; each node's
+                // balancer then reads it at its own price.
+                let price = modal_price(book.peers().map(|p| p.price));
+                *s = Some(market::sample_book(book, now, price, None));
             }
             if let Some(l) = self.live.get_mut(d) {
                 l.clear();
@@ -933,7 +937,9 @@ impl<'a> Sim<'a> {
         let Some(n) = self.nodes.get_mut(c) else {
             return Ok(());
         };
-        if max_price.is_some_and(|m| n.market.price() > m) {
+        // The node's rule (`curves::buys_at`); a job the price deters is
+        // not submitted here, where a node's job would wait.
+        if !lppsp_core::curves::buys_at(max_price, n.market.price()) {
             self.deterred += 1;
             return Ok(());
         }
@@ -1485,4 +1491,18 @@ impl<'a> Sim<'a> {
             .iter()
             .find_map(|n| n.balancer.as_ref().map(|b| b.describe()));
     }
+}
+
+/// The price most often among `prices` (the lowest of those tied), 0 for
+/// none.
+fn modal_price(prices: impl Iterator<Item = Price>) -> Price {
+    let mut counts: BTreeMap<Price, u64> = BTreeMap::new();
+    for p in prices {
+        *counts.entry(p).or_insert(0) += 1;
+    }
+    counts
+        .iter()
+        .max_by_key(|(p, c)| (**c, Reverse(**p)))
+        .map(|(p, _)| *p)
+        .unwrap_or(Price::ZERO)
 }

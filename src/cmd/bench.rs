@@ -543,6 +543,7 @@ fn submit_request(
         est_task_ms,
         verify: 1,
         resume: None,
+        max_price: None,
     }
 }
 

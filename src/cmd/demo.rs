@@ -68,6 +68,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         est_task_ms: 10,
         verify: 1,
         resume: None,
+        max_price: None,
     };
     let last = super::submit::follow(&cluster.client().control, req, false)?;
     let code = super::submit::summarize(&last);

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use lppsp_core::money::Bounty;
+use lppsp_core::money::{Bounty, Price};
 use lppsp_runtime::client::{InputSpec, SubmitRequest};
 use lppsp_runtime::control::{self, Request};
 
@@ -65,6 +65,12 @@ pub struct SubmitArgs {
     /// Most bounty the job may spend (default: all the node has).
     #[arg(long)]
     pub budget: Option<Bounty>,
+    /// The most the job pays per unit of price: while the market price is
+    /// above it, its tasks wait (`waiting: price 1.2 > max 1.0`) and
+    /// count as no demand; they are placed once the price is at or below
+    /// it. Default: any price.
+    #[arg(long, value_name = "PRICE")]
+    pub max_price: Option<Price>,
     /// Run only on this architecture.
     #[arg(long)]
     pub arch: Option<String>,
@@ -149,6 +155,7 @@ impl SubmitArgs {
             est_task_ms: 10,
             verify: self.verify,
             resume: self.resume.clone(),
+            max_price: self.max_price,
         })
     }
 }

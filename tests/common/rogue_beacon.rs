@@ -74,6 +74,7 @@ impl RogueBeacon {
             software: hand.map(|_| "lppsp/modified"),
             queue,
             slots: hand.map(|h| h.slots),
+            reserve: None,
             epoch: hand.map(|h| h.epoch),
         };
         let datagram = beacon::build(price, message, &headers, |m| self.identity.sign(m));

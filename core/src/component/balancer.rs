@@ -12,9 +12,12 @@ pub struct MarketSample {
     /// Task queue pressure (RFC 1.3) x 1000: tasks queued or running in the
     /// pool, per node. Kept as an integer so every node computes it alike.
     pub pressure_milli: u64,
-    /// Tasks queued or running in the pool (demand).
+    /// Tasks willing to buy at `price`, queued or running in the pool
+    /// (demand; see `market::sample_book`).
     pub demand_tasks: u64,
-    /// Processing power of idle compute nodes, MFLOPS (supply).
+    /// Processing power offered at `price`, busy or not, MFLOPS: power
+    /// times slots of the compute nodes whose reserve is at or below it
+    /// (supply).
     pub supply_mflops: u64,
     /// Live nodes in the book, this node included.
     pub nodes: u32,

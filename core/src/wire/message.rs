@@ -176,15 +176,18 @@ pub enum RefuseReason {
     Unavailable,
     /// The task's input or limits exceed what the node accepts.
     TooLarge,
+    /// The task was placed at a price below the node's reserve price.
+    BelowReserve,
 }
 
 impl RefuseReason {
-    pub const ALL: [RefuseReason; 5] = [
+    pub const ALL: [RefuseReason; 6] = [
         Self::Busy,
         Self::UnknownKernel,
         Self::CannotPay,
         Self::Unavailable,
         Self::TooLarge,
+        Self::BelowReserve,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -193,6 +196,7 @@ impl RefuseReason {
             Self::CannotPay => "cannot-pay",
             Self::Unavailable => "unavailable",
             Self::TooLarge => "too-large",
+            Self::BelowReserve => "below-reserve",
         }
     }
 }
@@ -205,7 +209,7 @@ impl FromStr for RefuseReason {
             .find(|r| r.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "{s:?} is not one of busy, unknown-kernel, cannot-pay, unavailable, too-large"
+                    "{s:?} is not one of busy, unknown-kernel, cannot-pay, unavailable, too-large, below-reserve"
                 )
             })
     }
