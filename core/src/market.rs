@@ -203,6 +203,7 @@ struct PeerRound {
 
 /// Counters for status output.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct MarketStats {
     pub rounds_opened: u64,
     pub rounds_committed: u64,

@@ -98,9 +98,13 @@ pub struct ErrorReply {
 /// `reply` as the JSON line the node sends; a reply that cannot be
 /// serialized (none of ours can fail) becomes an error reply.
 pub fn reply_json(reply: &impl Serialize) -> serde_json::Value {
-    serde_json::to_value(reply).unwrap_or_else(
-        |e| serde_json::json!({"error": format!("cannot serialize the reply: {e}")}),
-    )
+    serde_json::to_value(reply).unwrap_or_else(|e| {
+        let error = ErrorReply {
+            error: format!("cannot serialize the reply: {e}"),
+            code: None,
+        };
+        serde_json::to_value(error).unwrap_or_default()
+    })
 }
 
 /// A request on its way to the node driver, with where replies go.

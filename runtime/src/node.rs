@@ -15,7 +15,6 @@ use lppsp_core::registry::{Registry, TransportParams};
 use lppsp_core::wire::{Arch, Body, Endpoint, Frame, Hand, Message};
 use lppsp_core::{NodeId, PROTOCOL_VERSION};
 use lppsp_transport_tls::identity::{Identity, Verifier};
-use serde_json::json;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -25,9 +24,9 @@ use crate::accounts::{Accounts, Stored};
 use crate::client::Client;
 use crate::compute::{ComputeConfig, ComputeService};
 use crate::control::reply::{
-    BalanceStatus, ComputeStatus, IntegratorStatus, JobsStatus, JoinStatus, LedgerBalance,
-    LedgerReply, LedgerStatus, MarketStatus, NodeInfo, NodeStatus, OpenRound, PeerStatus,
-    ReceiptEntry,
+    BalanceStatus, ComputeStatus, IntegratorStatus, JobEvent, JobsStatus, JoinStatus,
+    LedgerBalance, LedgerReply, LedgerStatus, MarketStatus, NodeInfo, NodeStatus, OpenRound,
+    PeerStatus, ReceiptEntry,
 };
 use crate::control::{self, reply_json, ControlRequest, Request};
 use crate::integrator::{self, Integrator};
@@ -1154,7 +1153,10 @@ impl Driver {
             }
             Request::Submit(submit) => {
                 if !self.cfg.node.role.submits() {
-                    let _ = req.reply.send(json!({"event": "rejected", "error": "this node's role does not submit jobs"})).await;
+                    let rejected = JobEvent::Rejected {
+                        error: "this node's role does not submit jobs".into(),
+                    };
+                    let _ = req.reply.send(reply_json(&rejected)).await;
                     return;
                 }
                 let balance = self.remaining_bounty();

@@ -6,20 +6,27 @@
 //! the other instead of silently reading 0. The JSON names are the ones
 //! `lppsp status --json` has always printed. Parts that are open-ended by
 //! design (a balancer's own status) stay `serde_json::Value`.
+//!
+//! A reader takes a status with sections missing (a node of another
+//! version, a test's stand-in node): the status types read an absent field
+//! as its default. Money, ids and job events are read strictly.
 
 use std::collections::BTreeMap;
 
 use lppsp_core::book::Peer;
 use lppsp_core::config::Role;
+use lppsp_core::job::{NodeTally, Progress};
 use lppsp_core::market::{CommitRecord, Committed, MarketStats};
 use lppsp_core::money::{Bounty, Price};
 use lppsp_core::NodeId;
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::AccountStats;
+pub use crate::join::PendingView;
 
 /// The reply to `{"op":"status"}`: the node, its book, market and counters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NodeStatus {
     pub node: NodeInfo,
     pub market: MarketStatus,
@@ -45,6 +52,7 @@ pub struct NodeStatus {
 
 /// Who the node is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NodeInfo {
     pub id: NodeId,
     pub name: String,
@@ -61,8 +69,28 @@ pub struct NodeInfo {
     pub transport: String,
 }
 
+impl Default for NodeInfo {
+    /// A node with the all-zero id and nothing else set (for tests and
+    /// readers that fill in what they know).
+    fn default() -> Self {
+        Self {
+            id: NodeId::from_bytes([0; 8]),
+            name: String::new(),
+            role: Role::default(),
+            addr: String::new(),
+            power: 0,
+            arch: String::new(),
+            software: String::new(),
+            protocol: String::new(),
+            uptime_ms: 0,
+            transport: String::new(),
+        }
+    }
+}
+
 /// The market as this node holds it (`status.market`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MarketStatus {
     /// The committed price.
     pub price: Price,
@@ -106,7 +134,8 @@ pub struct OpenRound {
 }
 
 /// What the node holds and owes (`status.balance`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct BalanceStatus {
     pub grant: Bounty,
     pub earned: Bounty,
@@ -120,14 +149,16 @@ pub struct BalanceStatus {
 }
 
 /// The ledger's counters (`status.ledger`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LedgerStatus {
     pub receipts: u64,
     pub stats: AccountStats,
 }
 
 /// The compute side (`status.compute`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ComputeStatus {
     pub slots: u32,
     /// Tasks queued or running here.
@@ -141,18 +172,20 @@ pub struct ComputeStatus {
 }
 
 /// This node's jobs as a client (`status.jobs`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct JobsStatus {
     pub active: usize,
     /// Tasks of this node's jobs not yet placed.
     pub tasks_in_pool: u64,
     /// Running jobs, jobs left unfinished by an earlier run, then the
     /// latest finished ones.
-    pub list: Vec<serde_json::Value>,
+    pub list: Vec<JobSummary>,
 }
 
 /// Results held for jobs this node integrates (`status.integrator`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct IntegratorStatus {
     pub jobs: usize,
     pub bytes: u64,
@@ -208,7 +241,8 @@ impl PeerStatus {
 }
 
 /// The sharing policy's verdict (`status.sharing`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SharingStatus {
     /// Whether a sharing policy is configured at all.
     pub policy: bool,
@@ -222,7 +256,8 @@ pub struct SharingStatus {
 }
 
 /// The join service (`status.join`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct JoinStatus {
     pub listen: String,
     /// Join requests waiting for the operator.
@@ -263,6 +298,151 @@ pub struct ReceiptEntry {
     pub charge: Bounty,
     /// When the payer signed, seconds since the Unix epoch.
     pub issued: u64,
+}
+
+/// The reply to `{"op":"ca_pending"}`: join requests waiting for the
+/// operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaPending {
+    pub pending: Vec<PendingView>,
+}
+
+/// The reply to `{"op":"ca_approve"}`: the request signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaApproved {
+    /// The request's id.
+    pub approved: String,
+    /// The joiner's node name.
+    pub name: String,
+    /// The joiner's node id.
+    pub node: NodeId,
+}
+
+/// The reply to `{"op":"ca_reject"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaRejected {
+    /// The request's id.
+    pub rejected: String,
+}
+
+/// One reply line to `{"op":"submit"}`: `accepted` (or `rejected`), then
+/// `progress` lines, then `done` or `failed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum JobEvent {
+    Accepted(JobAccepted),
+    /// The node did not take the job.
+    Rejected {
+        error: String,
+    },
+    Progress(JobProgress),
+    Done(JobDone),
+    Failed(JobFailed),
+}
+
+impl JobEvent {
+    /// Whether this is the job's last event.
+    #[must_use]
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            JobEvent::Rejected { .. } | JobEvent::Done(_) | JobEvent::Failed(_)
+        )
+    }
+}
+
+/// The node took the job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobAccepted {
+    pub job: String,
+    pub tasks: u64,
+    pub budget: Bounty,
+    /// The earlier job this one resumes (`--resume`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<String>,
+    /// Task results kept from the earlier run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<u64>,
+}
+
+/// How far the job is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobProgress {
+    pub job: String,
+    pub progress: Progress,
+    pub elapsed_s: f64,
+    /// Why tasks wait unplaced, if they do.
+    pub waiting: Vec<String>,
+}
+
+/// The job's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobDone {
+    pub job: String,
+    /// The result as the executor renders it for people.
+    pub result: String,
+    /// The first bytes of the result, hex.
+    pub result_hex: String,
+    pub elapsed_s: f64,
+    pub progress: Progress,
+    /// What each node did and was paid, by node.
+    pub nodes: BTreeMap<NodeId, NodeTally>,
+    /// The node that integrated the results, when the scheduler chose one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrated_by: Option<NodeId>,
+}
+
+/// Why a job failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobFailCode {
+    /// The budget or the node's remaining bounty ran out.
+    InsufficientBounty,
+    /// A task failed on every attempt.
+    TaskFailed,
+    Cancelled,
+    /// The results could not be integrated.
+    ReduceFailed,
+}
+
+/// The job failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobFailed {
+    pub job: String,
+    pub code: JobFailCode,
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_s: Option<f64>,
+    pub progress: Progress,
+    pub nodes: BTreeMap<NodeId, NodeTally>,
+}
+
+/// One job in `status.jobs.list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub job: String,
+    pub state: JobState,
+    /// The fields below are absent for a job left `unfinished` by an
+    /// earlier run of the node (only its id is known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placements: Option<BTreeMap<NodeId, NodeTally>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_s: Option<f64>,
+}
+
+/// Where a job in `status.jobs.list` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Running,
+    /// Journaled by an earlier run of the node and not running now.
+    Unfinished,
+    Done,
+    Failed,
 }
 
 #[cfg(test)]
@@ -341,7 +521,14 @@ mod tests {
             jobs: JobsStatus {
                 active: 0,
                 tasks_in_pool: 0,
-                list: vec![serde_json::json!({"job": "j", "state": "unfinished"})],
+                list: vec![JobSummary {
+                    job: "00000000000000aa".into(),
+                    state: JobState::Unfinished,
+                    kernel: None,
+                    progress: None,
+                    placements: None,
+                    elapsed_s: None,
+                }],
             },
             integrator: IntegratorStatus { jobs: 0, bytes: 0 },
             peers: vec![PeerStatus {
@@ -454,8 +641,88 @@ mod tests {
         ] {
             assert!(v.pointer(path).is_some(), "status has no {path}: {v}");
         }
+        assert_eq!(
+            v["jobs"]["list"][0],
+            serde_json::json!({"job": "00000000000000aa", "state": "unfinished"})
+        );
         // Money stays a decimal string, as the readers parse it.
         assert_eq!(v["market"]["price"], "0.25");
         assert_eq!(v["balance"]["grant"], "100");
+    }
+
+    fn progress() -> Progress {
+        Progress {
+            total: 4,
+            done: 4,
+            in_flight: 0,
+            pending: 0,
+            spent: "1.5".parse().unwrap(),
+            budget: "10".parse().unwrap(),
+            retries: 1,
+            duplicates: 0,
+        }
+    }
+
+    #[test]
+    fn job_events_round_trip_with_their_event_names() {
+        let node = NodeId::from_bytes([9; 8]);
+        let nodes: BTreeMap<NodeId, NodeTally> = [(node, NodeTally::default())].into();
+        let events = [
+            JobEvent::Accepted(JobAccepted {
+                job: "j".into(),
+                tasks: 4,
+                budget: "10".parse().unwrap(),
+                resumed: None,
+                restored: None,
+            }),
+            JobEvent::Rejected { error: "no".into() },
+            JobEvent::Progress(JobProgress {
+                job: "j".into(),
+                progress: progress(),
+                elapsed_s: 0.5,
+                waiting: vec!["no idle node".into()],
+            }),
+            JobEvent::Done(JobDone {
+                job: "j".into(),
+                result: "42".into(),
+                result_hex: "2a".into(),
+                elapsed_s: 1.25,
+                progress: progress(),
+                nodes: nodes.clone(),
+                integrated_by: Some(node),
+            }),
+            JobEvent::Failed(JobFailed {
+                job: "j".into(),
+                code: JobFailCode::InsufficientBounty,
+                error: "out of bounty".into(),
+                elapsed_s: None,
+                progress: progress(),
+                nodes,
+            }),
+        ];
+        let names = ["accepted", "rejected", "progress", "done", "failed"];
+        for (event, name) in events.iter().zip(names) {
+            let v = serde_json::to_value(event).unwrap();
+            assert_eq!(v["event"], name, "{v}");
+            let back: JobEvent = serde_json::from_value(v).unwrap();
+            assert_eq!(&back, event);
+        }
+        let done = serde_json::to_value(&events[3]).unwrap();
+        for path in [
+            "/job",
+            "/result",
+            "/result_hex",
+            "/elapsed_s",
+            "/progress/done",
+            "/progress/spent",
+            "/progress/retries",
+            "/nodes/0909090909090909/tasks_done",
+            "/nodes/0909090909090909/charged",
+            "/integrated_by",
+        ] {
+            assert!(done.pointer(path).is_some(), "done has no {path}: {done}");
+        }
+        let failed = serde_json::to_value(&events[4]).unwrap();
+        assert_eq!(failed["code"], "insufficient_bounty");
     }
 }
