@@ -199,7 +199,7 @@ impl TaskReport {
 }
 
 /// Per-node accounting for one job.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeTally {
     pub tasks_done: u64,
     pub tasks_failed: u64,
@@ -215,7 +215,7 @@ pub struct NodeTally {
 }
 
 /// A snapshot for progress display.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
     pub total: u64,
     pub done: u64,

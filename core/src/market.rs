@@ -55,7 +55,7 @@ pub const MAX_EPOCH_GAP: u64 = 1 << 16;
 pub const HISTORY_LEN: usize = 64;
 
 /// One change of the committed state, as this node saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CommitRecord {
     /// When this node took the state, ms on the node's clock.
     pub at_ms: u64,
@@ -64,7 +64,7 @@ pub struct CommitRecord {
 }
 
 /// A committed price and the round that set it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Committed {
     pub epoch: u64,
     /// `None` for the configured initial price (epoch 0).
@@ -202,7 +202,8 @@ struct PeerRound {
 }
 
 /// Counters for status output.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct MarketStats {
     pub rounds_opened: u64,
     pub rounds_committed: u64,

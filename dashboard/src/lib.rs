@@ -32,6 +32,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use lppsp_runtime::control::reply::{LedgerReply, NodeStatus};
 use lppsp_runtime::control::{ControlRequest, Request};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -164,30 +165,32 @@ pub struct Sample {
 }
 
 impl Sample {
-    fn from_status(status: &serde_json::Value, t_ms: u64) -> Self {
-        let market = &status["market"];
+    fn from_status(status: &NodeStatus, t_ms: u64) -> Self {
+        let market = &status.market;
         Sample {
             t_ms,
-            price: money(&market["price"]),
-            epoch: market["epoch"].as_u64().unwrap_or(0),
-            pressure: market["pressure"].as_f64(),
-            queue: market["demand_tasks"].as_u64(),
-            supply_mflops: market["supply_mflops"].as_u64(),
-            peers: status["peers"].as_array().map_or(0, |p| p.len() as u64),
+            price: money(market.price.micros()),
+            epoch: market.epoch,
+            pressure: market.pressure,
+            queue: market.demand_tasks,
+            supply_mflops: market.supply_mflops,
+            peers: status.peers.len() as u64,
         }
     }
 }
 
-/// A money amount as the status writes it ("1.25"), as a float for
-/// charts and metrics; 0 when absent or malformed.
-pub(crate) fn money(v: &serde_json::Value) -> f64 {
-    v.as_str().and_then(|s| s.parse().ok()).unwrap_or(0.0)
+/// A money amount (in micro-units) as a float for charts and metrics.
+pub(crate) fn money(micros: u64) -> f64 {
+    micros as f64 / 1e6
 }
 
 /// The latest status with the sample taken from it.
 #[derive(Debug)]
 struct Snapshot {
+    /// The node's line as it sent it, for the page and `/api/status`.
     status: serde_json::Value,
+    /// The same, read into its type, for the charts and `/metrics`.
+    typed: NodeStatus,
     sample: Sample,
 }
 
@@ -265,23 +268,35 @@ async fn sample(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let Some(status) = ask(&shared, Request::Status).await else {
+        let Some(status) = ask::<serde_json::Value>(&shared, Request::Status).await else {
             continue;
         };
-        let sample = Sample::from_status(&status, wall_ms());
+        let typed: NodeStatus = match serde_json::from_value(status.clone()) {
+            Ok(t) => t,
+            Err(error) => {
+                warn!(%error, "the node's status does not parse; the dashboard skips it");
+                continue;
+            }
+        };
+        let sample = Sample::from_status(&typed, wall_ms());
         if let Ok(mut h) = shared.history.lock() {
             if h.len() >= HISTORY_SAMPLES {
                 h.pop_front();
             }
             h.push_back(sample);
         }
-        latest.send_replace(Some(Arc::new(Snapshot { status, sample })));
+        latest.send_replace(Some(Arc::new(Snapshot {
+            status,
+            typed,
+            sample,
+        })));
     }
 }
 
-/// One request to the driver, its first reply; `None` when the node is
-/// stopping or does not answer within a few ticks.
-async fn ask(shared: &Shared, request: Request) -> Option<serde_json::Value> {
+/// One request to the driver, its first reply read as `T`; `None` when the
+/// node is stopping, does not answer within a few ticks, or answers with
+/// something else.
+async fn ask<T: serde::de::DeserializeOwned>(shared: &Shared, request: Request) -> Option<T> {
     let wait = shared.tick.saturating_mul(5).max(Duration::from_secs(2));
     let (reply, mut replies) = mpsc::channel(1);
     let asked =
@@ -290,13 +305,16 @@ async fn ask(shared: &Shared, request: Request) -> Option<serde_json::Value> {
         debug!("the node did not take the dashboard's request");
         return None;
     }
-    match tokio::time::timeout(wait, replies.recv()).await {
-        Ok(v) => v,
+    let reply = match tokio::time::timeout(wait, replies.recv()).await {
+        Ok(v) => v?,
         Err(_) => {
             debug!("the node did not answer the dashboard in time");
-            None
+            return None;
         }
-    }
+    };
+    serde_json::from_value(reply)
+        .inspect_err(|e| warn!(error = %e, "the node's reply to the dashboard does not parse"))
+        .ok()
 }
 
 fn wall_ms() -> u64 {
@@ -323,7 +341,7 @@ async fn page() -> Html<&'static str> {
 
 async fn status(State(shared): State<Arc<Shared>>) -> Response {
     match latest(&shared) {
-        Some(s) => Json(s.status.clone()).into_response(),
+        Some(s) => Json(&s.status).into_response(),
         None => not_yet(),
     }
 }
@@ -361,21 +379,12 @@ async fn ledger(State(shared): State<Arc<Shared>>, Query(q): Query<LedgerQuery>)
         node: None,
         limit: Some(LEDGER_SCAN),
     };
-    let Some(mut reply) = ask(&shared, request).await else {
+    let Some(mut reply) = ask::<LedgerReply>(&shared, request).await else {
         return not_yet();
     };
-    let mut receipts = match reply.get_mut("receipts").map(serde_json::Value::take) {
-        Some(serde_json::Value::Array(r)) => r,
-        _ => Vec::new(),
-    };
-    receipts.sort_by_key(|r| std::cmp::Reverse(r["issued"].as_u64().unwrap_or(0)));
-    receipts.truncate(limit);
-    Json(json!({
-        "grant": reply["grant"],
-        "balances": reply["balances"],
-        "receipts": receipts,
-    }))
-    .into_response()
+    reply.receipts.sort_by_key(|r| std::cmp::Reverse(r.issued));
+    reply.receipts.truncate(limit);
+    Json(reply).into_response()
 }
 
 /// Server-sent events: one `status` event per tick with the status and
@@ -396,7 +405,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let Some(s) = latest(&shared) else {
         return not_yet();
     };
-    match metrics::encode(&s.status) {
+    match metrics::encode(&s.typed) {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,

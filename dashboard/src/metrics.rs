@@ -5,8 +5,10 @@
 //! objects in step with the driver. Names and meanings are listed in
 //! docs/dashboard.md; a test checks that every listed name is served.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 
+use lppsp_runtime::control::reply::{MarketStatus, NodeStatus};
 use prometheus_client::encoding::text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -19,25 +21,24 @@ use crate::money;
 type Labels = Vec<(String, String)>;
 
 /// The metrics of one status, encoded.
-pub fn encode(status: &Value) -> Result<String, std::fmt::Error> {
+pub fn encode(status: &NodeStatus) -> Result<String, std::fmt::Error> {
     let mut reg = Registry::with_prefix("lppsp");
-    let node = &status["node"];
-    let market = &status["market"];
-    let compute = &status["compute"];
-    let balance = &status["balance"];
+    let node = &status.node;
+    let market = &status.market;
+    let compute = status.compute.unwrap_or_default();
+    let balance = &status.balance;
 
     let info = Family::<Labels, Gauge>::default();
     info.get_or_create(&vec![
-        ("id".into(), text_of(&node["id"])),
-        ("name".into(), text_of(&node["name"])),
-        ("software".into(), text_of(&node["software"])),
-        ("protocol".into(), text_of(&node["protocol"])),
-        ("arch".into(), text_of(&node["arch"])),
+        ("id".into(), node.id.to_string()),
+        ("name".into(), node.name.clone()),
+        ("software".into(), node.software.clone()),
+        ("protocol".into(), node.protocol.clone()),
+        ("arch".into(), node.arch.clone()),
     ])
     .set(1);
     reg.register("node", "This node (value 1; labels say which)", info);
 
-    let uint = |v: &Value| v.as_u64().unwrap_or(0);
     let gauge = |reg: &mut Registry, name: &str, help: &str, v: u64| {
         let g = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
         g.set(i64::try_from(v).unwrap_or(i64::MAX));
@@ -54,11 +55,13 @@ pub fn encode(status: &Value) -> Result<String, std::fmt::Error> {
         reg.register(name, help, c);
     };
 
-    let peers = status["peers"].as_array().map_or(0, |p| p.len() as u64);
-    gauge(&mut reg, "peers", "Peers in the information book", peers);
-    let idle = status["peers"]
-        .as_array()
-        .map_or(0, |p| p.iter().filter(|p| p["idle"] == true).count() as u64);
+    gauge(
+        &mut reg,
+        "peers",
+        "Peers in the information book",
+        status.peers.len() as u64,
+    );
+    let idle = status.peers.iter().filter(|p| p.idle).count() as u64;
     gauge(
         &mut reg,
         "peers_idle",
@@ -69,60 +72,61 @@ pub fn encode(status: &Value) -> Result<String, std::fmt::Error> {
         &mut reg,
         "uptime_seconds",
         "Seconds since the node started",
-        uint(&node["uptime_ms"]) / 1000,
+        node.uptime_ms / 1000,
     );
     gauge(
         &mut reg,
         "power_mflops",
         "Processing power this node offers, MFLOPS",
-        uint(&node["power"]),
+        node.power,
     );
 
     float(
         &mut reg,
         "price",
         "Committed market price, bounty per MFLOPS per second",
-        money(&market["price"]),
+        money(market.price.micros()),
     );
     gauge(
         &mut reg,
         "epoch",
         "Epoch of the committed price",
-        uint(&market["epoch"]),
+        market.epoch,
     );
     float(
         &mut reg,
         "pressure",
         "Pool pressure: tasks waiting per node (0 before the first tick)",
-        market["pressure"].as_f64().unwrap_or(0.0),
+        market.pressure.unwrap_or(0.0),
     );
     gauge(
         &mut reg,
         "queue_tasks",
         "Tasks queued or running in the whole pool",
-        uint(&market["demand_tasks"]),
+        market.demand_tasks.unwrap_or(0),
     );
     gauge(
         &mut reg,
         "supply_mflops",
         "Idle processing power offered in the pool, MFLOPS",
-        uint(&market["supply_mflops"]),
+        market.supply_mflops.unwrap_or(0),
     );
     gauge(
         &mut reg,
         "round_open",
         "1 while a price round this node opened is in progress",
-        u64::from(!market["open_round"].is_null()),
+        u64::from(market.open_round.is_some()),
     );
+    let r = &market.rounds;
     let rounds = Family::<Labels, Counter>::default();
-    for (outcome, key) in [
-        ("opened", "rounds_opened"),
-        ("committed", "rounds_committed"),
-        ("abandoned", "rounds_abandoned"),
+    for (outcome, n) in [
+        ("opened", r.rounds_opened),
+        ("committed", r.rounds_committed),
+        ("abandoned", r.rounds_abandoned),
     ] {
         rounds
             .get_or_create(&vec![("outcome".into(), outcome.into())])
-            .inc_by(uint(&market["rounds"][key]));
+            .inc_by(n);
     }
     reg.register(
         "rounds",
@@ -133,19 +137,19 @@ pub fn encode(status: &Value) -> Result<String, std::fmt::Error> {
         &mut reg,
         "votes_cast",
         "Votes this node cast in other nodes' price rounds",
-        uint(&market["rounds"]["votes_cast"]),
+        r.votes_cast,
     );
     counter(
         &mut reg,
         "rounds_adopted",
         "Other members' rounds this node adopted with the votes behind them",
-        uint(&market["rounds"]["adopted_from_peers"]),
+        r.adopted_from_peers,
     );
     counter(
         &mut reg,
         "reconciliations",
         "Reconciliation rounds this node opened (members held other states)",
-        uint(&market["rounds"]["reconciliations"]),
+        r.reconciliations,
     );
     balancer(&mut reg, market);
 
@@ -153,96 +157,101 @@ pub fn encode(status: &Value) -> Result<String, std::fmt::Error> {
         &mut reg,
         "slots",
         "Task slots this node offers",
-        uint(&compute["slots"]),
+        u64::from(compute.slots),
     );
     gauge(
         &mut reg,
         "slots_busy",
         "Tasks running or queued on this node's slots",
-        uint(&compute["load"]),
+        compute.load,
     );
-    for (name, key, help) in [
-        ("tasks_done", "tasks_done", "Tasks this node computed"),
-        ("tasks_failed", "tasks_failed", "Tasks that failed here"),
+    for (name, n, help) in [
+        ("tasks_done", compute.tasks_done, "Tasks this node computed"),
+        (
+            "tasks_failed",
+            compute.tasks_failed,
+            "Tasks that failed here",
+        ),
         (
             "tasks_refused",
-            "tasks_refused",
+            compute.tasks_refused,
             "Tasks refused here (limits, clients without bounty)",
         ),
         (
             "tasks_cancelled",
-            "tasks_cancelled",
+            compute.tasks_cancelled,
             "Tasks cancelled by their client",
         ),
     ] {
-        counter(&mut reg, name, help, uint(&compute[key]));
+        counter(&mut reg, name, help, n);
     }
 
     gauge(
         &mut reg,
         "jobs_active",
         "Jobs this node submitted that are running",
-        uint(&status["jobs"]["active"]),
+        status.jobs.active as u64,
     );
     gauge(
         &mut reg,
         "job_tasks_in_pool",
         "Tasks of this node's jobs queued or running in the pool",
-        uint(&status["jobs"]["tasks_in_pool"]),
+        status.jobs.tasks_in_pool,
     );
 
     reg.register(
         "beacons_dropped",
         "Beacons dropped, by reason",
-        by_reason(&status["dropped_beacons"]),
+        by_reason(&status.dropped_beacons),
     );
     reg.register(
         "member_refusals",
         "Frames, beacons and claims refused from members, by reason",
-        by_reason(&status["member_refusals"]),
+        by_reason(&status.member_refusals),
     );
     counter(
         &mut reg,
         "connections_refused",
         "Incoming connections refused (failed handshake, certificate not from the CA)",
-        uint(&status["connections_refused"]),
+        status.connections_refused,
     );
 
     gauge(
         &mut reg,
         "ledger_receipts",
         "Receipts in this node's ledger",
-        uint(&status["ledger"]["receipts"]),
+        status.ledger.receipts,
     );
+    let stats = &status.ledger.stats;
     let receipts = Family::<Labels, Counter>::default();
-    for (event, key) in [
-        ("issued", "receipts_issued"),
-        ("received", "receipts_received"),
-        ("rejected", "receipts_rejected"),
-        ("acknowledged", "receipts_acknowledged"),
+    for (event, n) in [
+        ("issued", stats.receipts_issued),
+        ("received", stats.receipts_received),
+        ("rejected", stats.receipts_rejected),
+        ("acknowledged", stats.receipts_acknowledged),
     ] {
         receipts
             .get_or_create(&vec![("event".into(), event.into())])
-            .inc_by(uint(&status["ledger"]["stats"][key]));
+            .inc_by(n);
     }
     reg.register("receipts", "Receipts handled, by event", receipts);
     float(
         &mut reg,
         "balance",
         "Remaining bounty: grant + earned - spent, less unsettled charges",
-        money(&balance["remaining"]),
+        money(balance.remaining.micros()),
     );
     float(
         &mut reg,
         "earned",
         "Bounty earned computing for others",
-        money(&balance["earned"]),
+        money(balance.earned.micros()),
     );
     float(
         &mut reg,
         "spent",
         "Bounty spent by this node's finished jobs",
-        money(&balance["spent"]),
+        money(balance.spent.micros()),
     );
 
     let mut out = String::new();
@@ -254,8 +263,8 @@ pub fn encode(status: &Value) -> Result<String, std::fmt::Error> {
 /// the ml balancer's fit says. A series without a value (no proposer at
 /// epoch 0, no fit yet, an fsm balancer) is left out rather than served
 /// as 0.
-fn balancer(reg: &mut Registry, market: &Value) {
-    if let Some(proposer) = market["proposer"].as_str() {
+fn balancer(reg: &mut Registry, market: &MarketStatus) {
+    if let Some(proposer) = market.proposer {
         let family = Family::<Labels, Gauge>::default();
         family
             .get_or_create(&vec![("proposer".into(), proposer.to_string())])
@@ -266,25 +275,12 @@ fn balancer(reg: &mut Registry, market: &Value) {
             family,
         );
     }
-    let kind = market["balancer_kind"]
-        .as_str()
-        .map(str::to_string)
-        .or_else(|| {
-            // Older status: the kind leads its description ("fsm: ...").
-            market["balancer"]
-                .as_str()
-                .and_then(|d| d.split(':').next())
-                .map(str::to_string)
-        });
-    if let Some(kind) = kind {
+    if !market.balancer_kind.is_empty() {
         let family = Family::<Labels, Gauge>::default();
         family
             .get_or_create(&vec![
-                ("kind".into(), kind),
-                (
-                    "proposes".into(),
-                    (market["balancer_proposes"] != false).to_string(),
-                ),
+                ("kind".into(), market.balancer_kind.clone()),
+                ("proposes".into(), market.balancer_proposes.to_string()),
             ])
             .set(1);
         reg.register(
@@ -293,7 +289,9 @@ fn balancer(reg: &mut Registry, market: &Value) {
             family,
         );
     }
-    let state = &market["balancer_state"];
+    // The balancer's own status: its shape is the balancer's (the ml
+    // balancer's names are read here; another's simply has none of them).
+    let state = market.balancer_state.as_ref().unwrap_or(&Value::Null);
     let float_gauge = |v: f64| {
         let g = Gauge::<f64, AtomicU64>::default();
         g.set(v);
@@ -367,42 +365,67 @@ fn balancer(reg: &mut Registry, market: &Value) {
     }
 }
 
-fn text_of(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
 /// A counter family labelled `reason` from a status object of counts by
 /// reason (absent: no series).
-fn by_reason(counts: &serde_json::Value) -> Family<Labels, Counter> {
+fn by_reason(counts: &BTreeMap<String, u64>) -> Family<Labels, Counter> {
     let family = Family::<Labels, Counter>::default();
-    for (reason, n) in counts.as_object().into_iter().flatten() {
+    for (reason, n) in counts {
         family
             .get_or_create(&vec![("reason".into(), reason.clone())])
-            .inc_by(n.as_u64().unwrap_or(0));
+            .inc_by(*n);
     }
     family
 }
 
 #[cfg(test)]
 mod tests {
+    use lppsp_runtime::control::reply::{ComputeStatus, PeerStatus};
+
     use super::*;
+
+    fn peer(idle: bool) -> PeerStatus {
+        PeerStatus {
+            id: lppsp_runtime::control::reply::NodeInfo::default().id,
+            addr: String::new(),
+            power: 0,
+            arch: String::new(),
+            is_client: false,
+            remaining_bounty: None,
+            idle,
+            queue: 0,
+            slots: 0,
+            protocol: String::new(),
+            software: String::new(),
+            compatible: true,
+            price: Default::default(),
+            reserve: Default::default(),
+            last_seen_ms: 0,
+            last_seen_ms_ago: 0,
+        }
+    }
 
     #[test]
     fn a_status_becomes_named_metrics() {
-        let status = serde_json::json!({
-            "node": {"id": "abc", "name": "n1", "uptime_ms": 5000, "power": 900},
-            "market": {"price": "2.5", "epoch": 3, "pressure": 1.5, "demand_tasks": 7,
-                       "rounds": {"rounds_opened": 2, "rounds_committed": 1}},
-            "compute": {"slots": 2, "load": 1, "tasks_done": 10},
-            "peers": [{"idle": true}, {"idle": false}],
-            "dropped_beacons": {"bad_signature": 4},
-            "connections_refused": 2,
-            "balance": {"remaining": "999.5"},
+        let mut status = NodeStatus::default();
+        status.node.name = "n1".into();
+        status.node.uptime_ms = 5000;
+        status.node.power = 900;
+        status.market.price = "2.5".parse().unwrap();
+        status.market.epoch = 3;
+        status.market.pressure = Some(1.5);
+        status.market.demand_tasks = Some(7);
+        status.market.rounds.rounds_opened = 2;
+        status.market.rounds.rounds_committed = 1;
+        status.compute = Some(ComputeStatus {
+            slots: 2,
+            load: 1,
+            tasks_done: 10,
+            ..ComputeStatus::default()
         });
+        status.peers = vec![peer(true), peer(false)];
+        status.dropped_beacons = [("bad_signature".to_string(), 4)].into();
+        status.connections_refused = 2;
+        status.balance.remaining = "999.5".parse().unwrap();
         let text = encode(&status).unwrap();
         for line in [
             "lppsp_peers 2",
@@ -424,19 +447,23 @@ mod tests {
 
     #[test]
     fn the_ml_fit_becomes_balancer_series() {
-        let status = serde_json::json!({
-            "market": {"price": "2", "epoch": 4, "proposer": "0102030405060708",
-                       "balancer": "ml: proposed 2 -> 2.2", "balancer_kind": "ml",
-                       "balancer_proposes": true,
-                       "rounds": {"adopted_from_peers": 3, "reconciliations": 1},
-                       "balancer_state": {
-                           "balancer": "ml", "samples": 40, "usable_samples": 31,
-                           "fit": {"demand_elasticity": -0.8, "demand_r2": 0.93,
-                                   "supply_elasticity": 1.25, "supply_r2": 0.875,
-                                   "clearing_price": 2.5, "samples": 31},
-                           "last_proposal": {"at_ms": 1000, "price": "2.2", "probe": false,
-                                             "committed": true}}},
-        });
+        let mut status = NodeStatus::default();
+        let m = &mut status.market;
+        m.price = "2".parse().unwrap();
+        m.epoch = 4;
+        m.proposer = Some("0102030405060708".parse().unwrap());
+        m.balancer = "ml: proposed 2 -> 2.2".into();
+        m.balancer_kind = "ml".into();
+        m.balancer_proposes = true;
+        m.rounds.adopted_from_peers = 3;
+        m.rounds.reconciliations = 1;
+        m.balancer_state = Some(serde_json::json!({
+            "balancer": "ml", "samples": 40, "usable_samples": 31,
+            "fit": {"demand_elasticity": -0.8, "demand_r2": 0.93,
+                    "supply_elasticity": 1.25, "supply_r2": 0.875,
+                    "clearing_price": 2.5, "samples": 31},
+            "last_proposal": {"at_ms": 1000, "price": "2.2", "probe": false,
+                              "committed": true}}));
         let text = encode(&status).unwrap();
         for line in [
             "lppsp_market_proposer{proposer=\"0102030405060708\"} 1",
@@ -459,12 +486,11 @@ mod tests {
     #[test]
     fn series_without_a_value_are_left_out() {
         // An fsm node at the initial price: no proposer, no fit, no samples.
-        let status = serde_json::json!({
-            "market": {"price": "1", "epoch": 0, "proposer": null,
-                       "balancer": "fsm: idle, raising at pressure >= 2.0",
-                       "balancer_kind": "fsm", "balancer_proposes": true,
-                       "balancer_state": null},
-        });
+        let mut status = NodeStatus::default();
+        status.market.price = "1".parse().unwrap();
+        status.market.balancer = "fsm: idle, raising at pressure >= 2.0".into();
+        status.market.balancer_kind = "fsm".into();
+        status.market.balancer_proposes = true;
         let text = encode(&status).unwrap();
         assert!(
             text.lines()
@@ -485,11 +511,10 @@ mod tests {
             );
         }
         // An ml balancer without a fit yet serves its samples only.
-        let status = serde_json::json!({
-            "market": {"balancer_kind": "ml", "balancer_proposes": false,
-                       "balancer_state": {"samples": 3, "usable_samples": 0, "fit": null,
-                                          "last_proposal": null}},
-        });
+        let mut status = NodeStatus::default();
+        status.market.balancer_kind = "ml".into();
+        status.market.balancer_state = Some(serde_json::json!({
+            "samples": 3, "usable_samples": 0, "fit": null, "last_proposal": null}));
         let text = encode(&status).unwrap();
         assert!(
             text.lines()
@@ -502,7 +527,7 @@ mod tests {
 
     #[test]
     fn a_status_without_sections_still_encodes() {
-        let text = encode(&serde_json::json!({})).unwrap();
+        let text = encode(&NodeStatus::default()).unwrap();
         assert!(text.contains("lppsp_peers 0"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
     }

@@ -43,7 +43,8 @@ pub enum Stored {
 }
 
 /// Counters for status.
-#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct AccountStats {
     pub receipts_issued: u64,
     pub receipts_received: u64,

@@ -13,17 +13,20 @@ use lppsp_core::component::{
     Constraints, Executor, PeerView, PlacementRequest, Scheduler, Transport,
 };
 use lppsp_core::job::{
-    JobCommand, JobFailure, JobOutcome, JobSpec, JobTracker, ResultOutcome, TaskReport,
+    JobCommand, JobFailure, JobOutcome, JobSpec, JobTracker, NodeTally, ResultOutcome, TaskReport,
 };
 use lppsp_core::money::{Bounty, Price};
 use lppsp_core::wire::{Arch, Body, Frame, JobId, KernelName, Message};
 use lppsp_core::NodeId;
 use lppsp_ledger::TaskCharge;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::control::reply::{
+    JobAccepted, JobDone, JobEvent, JobFailCode, JobFailed, JobProgress, JobState, JobSummary,
+};
+use crate::control::reply_json;
 use crate::journal::{JobJournal, ResultLog};
 use crate::links::{Links, NetEvent};
 use crate::refusals::MemberRefusals;
@@ -244,7 +247,7 @@ pub struct Client {
     /// A job ended since the driver last asked: time to settle.
     job_ended: bool,
     /// The latest finished jobs, newest last, for status (bounded).
-    finished: VecDeque<serde_json::Value>,
+    finished: VecDeque<JobSummary>,
     /// Where accepted jobs are recorded until they end.
     journal: Option<JobJournal>,
 }
@@ -304,17 +307,15 @@ impl Client {
 
     /// Running jobs, then the latest finished ones: progress (done of
     /// total, spent), placements per node, elapsed time.
-    pub fn jobs_status(&self) -> Vec<serde_json::Value> {
+    pub fn jobs_status(&self) -> Vec<JobSummary> {
         let running = self.jobs.iter().map(|(id, j)| {
             let mut v = job_summary(
                 *id,
                 &j.tracker,
-                "running",
+                JobState::Running,
                 j.started.elapsed().as_secs_f64(),
             );
-            if let (Some(max), Some(o)) = (j.max_price, v.as_object_mut()) {
-                o.insert("max_price".into(), json!(max.to_string()));
-            }
+            v.max_price = j.max_price;
             v
         });
         // Journaled jobs not running here: left by an earlier run of the node.
@@ -323,7 +324,15 @@ impl Client {
             .iter()
             .flat_map(|j| j.unfinished())
             .filter(|id| !self.jobs.contains_key(id))
-            .map(|id| json!({"job": id.to_string(), "state": "unfinished"}));
+            .map(|id| JobSummary {
+                job: id.to_string(),
+                state: JobState::Unfinished,
+                kernel: None,
+                progress: None,
+                placements: None,
+                elapsed_s: None,
+                max_price: None,
+            });
         running
             .chain(unfinished)
             .chain(self.finished.iter().cloned())
@@ -364,7 +373,7 @@ impl Client {
         reply: mpsc::Sender<serde_json::Value>,
         balance: Bounty,
     ) {
-        let fail = |msg: String| json!({"event": "rejected", "error": msg});
+        let fail = |error: String| reply_json(&JobEvent::Rejected { error });
         let mut resumed = None;
         let req = match req.resume.as_deref() {
             None => req,
@@ -477,15 +486,15 @@ impl Client {
                 )
                 .ok();
         }
-        let mut accepted = json!({"event": "accepted", "job": id.to_string(), "tasks": total, "budget": budget.to_string()});
-        if let Some(max) = req.max_price {
-            accepted["max_price"] = json!(max.to_string());
-        }
-        if let Some(old) = resumed {
-            accepted["resumed"] = json!(old.to_string());
-            accepted["restored"] = json!(restored);
-        }
-        let _ = reply.send(accepted).await;
+        let accepted = JobEvent::Accepted(JobAccepted {
+            job: id.to_string(),
+            tasks: total as u64,
+            budget,
+            resumed: resumed.map(|old| old.to_string()),
+            restored: resumed.map(|_| restored),
+            max_price: req.max_price,
+        });
+        let _ = reply.send(reply_json(&accepted)).await;
         self.jobs.insert(
             id,
             ClientJob {
@@ -779,9 +788,13 @@ impl Client {
                     {
                         waiting.insert(0, format!("price {price} > max {max}"));
                     }
-                    let v = json!({"event": "progress", "job": id.to_string(), "progress": p,
-                        "elapsed_s": job.started.elapsed().as_secs_f64(), "waiting": waiting});
-                    let _ = job.subscriber.try_send(v);
+                    let event = JobEvent::Progress(JobProgress {
+                        job: id.to_string(),
+                        progress: p,
+                        elapsed_s: job.started.elapsed().as_secs_f64(),
+                        waiting,
+                    });
+                    let _ = job.subscriber.try_send(reply_json(&event));
                 }
             }
             Some(outcome) => {
@@ -794,16 +807,11 @@ impl Client {
                 self.job_ended = true;
                 let progress = job.tracker.progress();
                 self.spent = self.spent.checked_add(progress.spent).unwrap_or(self.spent);
-                let nodes: BTreeMap<String, serde_json::Value> = job
-                    .tracker
-                    .tallies()
-                    .iter()
-                    .map(|(n, t)| (n.to_string(), serde_json::to_value(t).unwrap_or_default()))
-                    .collect();
+                let nodes = tallies(&job.tracker);
                 let elapsed = job.started.elapsed().as_secs_f64();
                 let state = match &outcome {
-                    JobOutcome::Failed(_) => "failed",
-                    _ => "done",
+                    JobOutcome::Failed(_) => JobState::Failed,
+                    _ => JobState::Done,
                 };
                 if self.finished.len() >= FINISHED_KEPT {
                     self.finished.pop_front();
@@ -814,56 +822,82 @@ impl Client {
                 let v = match outcome {
                     JobOutcome::Integrated(result) => {
                         info!(job = %id, elapsed_s = elapsed, spent = %progress.spent, "job done (integrated by the scheduler's node)");
-                        json!({"event": "done", "job": id.to_string(), "result": self.executor.render(&kernel, &result),
-                           "result_hex": hex_short(&result), "elapsed_s": elapsed, "progress": progress, "nodes": nodes,
-                           "integrated_by": job.tracker.integrator().map(|n| n.to_string())})
+                        JobEvent::Done(JobDone {
+                            job: id.to_string(),
+                            result: self.executor.render(&kernel, &result),
+                            result_hex: hex_short(&result),
+                            elapsed_s: elapsed,
+                            progress,
+                            nodes,
+                            integrated_by: job.tracker.integrator(),
+                        })
                     }
                     JobOutcome::Done(results) => {
                         let refs: Vec<&[u8]> = results.iter().map(|r| r.as_ref()).collect();
                         match self.executor.reduce(&kernel, &refs) {
                             Ok(result) => {
                                 info!(job = %id, elapsed_s = elapsed, spent = %progress.spent, "job done");
-                                json!({"event": "done", "job": id.to_string(), "result": self.executor.render(&kernel, &result),
-                                   "result_hex": hex_short(&result), "elapsed_s": elapsed, "progress": progress, "nodes": nodes})
+                                JobEvent::Done(JobDone {
+                                    job: id.to_string(),
+                                    result: self.executor.render(&kernel, &result),
+                                    result_hex: hex_short(&result),
+                                    elapsed_s: elapsed,
+                                    progress,
+                                    nodes,
+                                    integrated_by: None,
+                                })
                             }
-                            Err(e) => {
-                                json!({"event": "failed", "job": id.to_string(), "code": "reduce_failed",
-                                "error": format!("integrating results: {e}"), "progress": progress, "nodes": nodes})
-                            }
+                            Err(e) => JobEvent::Failed(JobFailed {
+                                job: id.to_string(),
+                                code: JobFailCode::ReduceFailed,
+                                error: format!("integrating results: {e}"),
+                                elapsed_s: None,
+                                progress,
+                                nodes,
+                            }),
                         }
                     }
                     JobOutcome::Failed(why) => {
                         let code = match why {
-                            JobFailure::InsufficientBounty { .. } => "insufficient_bounty",
-                            JobFailure::TaskFailed { .. } => "task_failed",
-                            JobFailure::Cancelled(_) => "cancelled",
+                            JobFailure::InsufficientBounty { .. } => {
+                                JobFailCode::InsufficientBounty
+                            }
+                            JobFailure::TaskFailed { .. } => JobFailCode::TaskFailed,
+                            JobFailure::Cancelled(_) => JobFailCode::Cancelled,
                         };
                         warn!(job = %id, error = %why, "job failed");
-                        json!({"event": "failed", "job": id.to_string(), "code": code, "error": why.to_string(),
-                            "elapsed_s": elapsed, "progress": progress, "nodes": nodes})
+                        JobEvent::Failed(JobFailed {
+                            job: id.to_string(),
+                            code,
+                            error: why.to_string(),
+                            elapsed_s: Some(elapsed),
+                            progress,
+                            nodes,
+                        })
                     }
                 };
-                let _ = job.subscriber.send(v).await;
+                let _ = job.subscriber.send(reply_json(&v)).await;
             }
         }
     }
 }
 
+/// What each node did for the job and was paid, by node.
+fn tallies(tracker: &JobTracker) -> BTreeMap<NodeId, NodeTally> {
+    tracker.tallies().clone()
+}
+
 /// One job as status shows it.
-fn job_summary(id: JobId, tracker: &JobTracker, state: &str, elapsed_s: f64) -> serde_json::Value {
-    let placements: BTreeMap<String, serde_json::Value> = tracker
-        .tallies()
-        .iter()
-        .map(|(n, t)| (n.to_string(), serde_json::to_value(t).unwrap_or_default()))
-        .collect();
-    json!({
-        "job": id.to_string(),
-        "kernel": tracker.spec().kernel.to_string(),
-        "state": state,
-        "progress": tracker.progress(),
-        "placements": placements,
-        "elapsed_s": elapsed_s,
-    })
+fn job_summary(id: JobId, tracker: &JobTracker, state: JobState, elapsed_s: f64) -> JobSummary {
+    JobSummary {
+        job: id.to_string(),
+        state,
+        kernel: Some(tracker.spec().kernel.to_string()),
+        progress: Some(tracker.progress()),
+        placements: Some(tallies(tracker)),
+        elapsed_s: Some(elapsed_s),
+        max_price: None,
+    }
 }
 
 fn hex_short(b: &[u8]) -> String {

@@ -11,6 +11,8 @@
 //! where a mode was loosened by hand. A refused request gets one
 //! [`ErrorReply`] line.
 
+pub mod reply;
+
 use std::io;
 use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
@@ -91,6 +93,18 @@ pub struct ErrorReply {
     pub error: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<ErrorCode>,
+}
+
+/// `reply` as the JSON line the node sends; a reply that cannot be
+/// serialized (none of ours can fail) becomes an error reply.
+pub fn reply_json(reply: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(reply).unwrap_or_else(|e| {
+        let error = ErrorReply {
+            error: format!("cannot serialize the reply: {e}"),
+            code: None,
+        };
+        serde_json::to_value(error).unwrap_or_default()
+    })
 }
 
 /// A request on its way to the node driver, with where replies go.

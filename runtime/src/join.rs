@@ -23,7 +23,6 @@ use lppsp_core::NodeId;
 use lppsp_transport_tls::join as tls_join;
 use lppsp_transport_tls::Identity;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, Semaphore};
@@ -64,7 +63,7 @@ pub enum JoinReply {
 }
 
 /// A request as the operator sees it (`lppsp ca pending`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingView {
     pub id: String,
     pub name: String,
@@ -446,24 +445,36 @@ impl JoinService {
         service: Option<&Self>,
         request: &crate::control::Request,
     ) -> serde_json::Value {
-        use crate::control::Request;
+        use crate::control::reply::{CaApproved, CaPending, CaRejected};
+        use crate::control::{reply_json, ErrorReply, Request};
+        let error = |error: String| reply_json(&ErrorReply { error, code: None });
         let Some(service) = service else {
-            return json!({"error": "this node holds no CA: set [ca] dir in its config to take join requests"});
+            return error(
+                "this node holds no CA: set [ca] dir in its config to take join requests".into(),
+            );
         };
         match request {
-            Request::CaPending => json!({"pending": service.pending()}),
+            Request::CaPending => reply_json(&CaPending {
+                pending: service.pending(),
+            }),
             Request::CaApprove { id } => match service.approve(id) {
-                Ok((name, node)) => json!({"approved": id, "name": name, "node": node.to_string()}),
-                Err(e) => json!({"error": e.to_string()}),
+                Ok((name, node)) => reply_json(&CaApproved {
+                    approved: id.clone(),
+                    name,
+                    node,
+                }),
+                Err(e) => error(e.to_string()),
             },
             Request::CaReject { id, reason } => {
                 let reason = reason.as_deref().unwrap_or("the operator rejected it");
                 match service.reject(id, reason) {
-                    Ok(()) => json!({"rejected": id}),
-                    Err(e) => json!({"error": e.to_string()}),
+                    Ok(()) => reply_json(&CaRejected {
+                        rejected: id.clone(),
+                    }),
+                    Err(e) => error(e.to_string()),
                 }
             }
-            _ => json!({"error": "not a CA request"}),
+            _ => error("not a CA request".into()),
         }
     }
 }

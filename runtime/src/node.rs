@@ -16,7 +16,6 @@ use lppsp_core::registry::{Registry, TransportParams};
 use lppsp_core::wire::{Arch, Body, Endpoint, Frame, Hand, Message};
 use lppsp_core::{NodeId, PROTOCOL_VERSION};
 use lppsp_transport_tls::identity::{Identity, Verifier};
-use serde_json::json;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +24,12 @@ use tracing::{debug, info, warn, Instrument};
 use crate::accounts::{Accounts, Stored};
 use crate::client::Client;
 use crate::compute::{ComputeConfig, ComputeService};
-use crate::control::{self, ControlRequest, Request};
+use crate::control::reply::{
+    BalanceStatus, ComputeStatus, IntegratorStatus, JobEvent, JobsStatus, JoinStatus,
+    LedgerBalance, LedgerReply, LedgerStatus, MarketStatus, NodeInfo, NodeStatus, OpenRound,
+    PeerStatus, ReceiptEntry,
+};
+use crate::control::{self, reply_json, ControlRequest, Request};
 use crate::integrator::{self, Integrator};
 use crate::join::JoinService;
 use crate::links::{self, NetEvent};
@@ -1097,70 +1101,87 @@ impl Driver {
         }
     }
 
-    fn market_status(&self) -> serde_json::Value {
+    fn market_status(&self) -> MarketStatus {
         let c = self.market.committed();
-        let behind: Vec<String> = self
+        let behind: Vec<NodeId> = self
             .book
             .peers()
             .filter(|p| p.price != c.price)
-            .map(|p| p.id.to_string())
+            .map(|p| p.id)
             .collect();
-        json!({
-            "price": c.price.to_string(),
-            "epoch": c.epoch,
-            "proposer": c.proposer.map(|p| p.to_string()),
-            "pressure": self.last_sample.map(|s| s.pressure_milli as f64 / 1000.0),
-            "demand_tasks": self.last_sample.map(|s| s.demand_tasks),
-            "supply_mflops": self.last_sample.map(|s| s.supply_mflops),
-            "balancer": self.balancer.describe(),
-            "balancer_kind": self.balancer.name(),
-            "balancer_proposes": self.balancer_proposes(),
-            "balancer_state": self.balancer.status_json().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()),
-            "open_round": self.market.open_round().map(|(epoch, price, yes)| json!({"epoch": epoch, "price": price.to_string(), "yes_votes": yes})),
-            "last_abandoned": self.market.last_abandoned(),
-            "rounds": self.market.stats(),
-            "peers_at_other_price": behind,
-            "peers_at_other_state": self.market.diverging().iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-            "history": self.market.history().map(|r| json!({
-                "at_ms": r.at_ms,
-                "epoch": r.state.epoch,
-                "price": r.state.price.to_string(),
-                "proposer": r.state.proposer.map(|p| p.to_string()),
-            })).collect::<Vec<_>>(),
-            "restored": self.restored.map(|r| json!({"epoch": r.epoch, "price": r.price.to_string(), "proposer": r.proposer.map(|p| p.to_string())})),
-        })
+        MarketStatus {
+            price: c.price,
+            epoch: c.epoch,
+            proposer: c.proposer,
+            pressure: self.last_sample.map(|s| s.pressure_milli as f64 / 1000.0),
+            demand_tasks: self.last_sample.map(|s| s.demand_tasks),
+            supply_mflops: self.last_sample.map(|s| s.supply_mflops),
+            balancer: self.balancer.describe(),
+            balancer_kind: self.balancer.name().to_string(),
+            balancer_proposes: self.balancer_proposes(),
+            balancer_state: self
+                .balancer
+                .status_json()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()),
+            open_round: self
+                .market
+                .open_round()
+                .map(|(epoch, price, yes_votes)| OpenRound {
+                    epoch,
+                    price,
+                    yes_votes,
+                }),
+            last_abandoned: self.market.last_abandoned().map(str::to_string),
+            rounds: self.market.stats(),
+            peers_at_other_price: behind,
+            peers_at_other_state: self.market.diverging(),
+            history: self.market.history().copied().collect(),
+            restored: self.restored,
+        }
     }
 
     async fn on_control(&mut self, req: ControlRequest) {
         match req.request {
             Request::Status => {
-                let _ = req.reply.send(self.status()).await;
+                let _ = req.reply.send(reply_json(&self.status())).await;
             }
             Request::Ledger { node, limit } => {
-                let receipts: Vec<serde_json::Value> = self
+                let receipts = self
                     .accounts
                     .receipts(node, limit.unwrap_or(1000).min(100_000))
                     .iter()
                     .map(|r| {
                         let f = r.fields();
-                        json!({
-                            "job": f.job.to_string(), "payer": f.payer.to_string(), "payee": f.payee.to_string(),
-                            "seq": f.seq, "price": f.price.to_string(), "power": f.power, "tasks": f.tasks,
-                            "seconds": f.micros as f64 / 1e6, "fuel": f.fuel, "charge": f.charge.to_string(),
-                            "issued": f.issued,
-                        })
+                        ReceiptEntry {
+                            job: f.job.to_string(),
+                            payer: f.payer,
+                            payee: f.payee,
+                            seq: f.seq,
+                            price: f.price,
+                            power: f.power,
+                            tasks: f.tasks,
+                            seconds: f.micros as f64 / 1e6,
+                            fuel: f.fuel,
+                            charge: f.charge,
+                            issued: f.issued,
+                        }
                     })
                     .collect();
-                let balances: Vec<serde_json::Value> = self
+                let balances = self
                     .accounts
                     .balances()
                     .iter()
-                    .map(|(n, b)| json!({"node": n.to_string(), "balance": b.to_string()}))
+                    .map(|(n, b)| LedgerBalance {
+                        node: *n,
+                        balance: b.to_string(),
+                    })
                     .collect();
-                let _ = req
-                    .reply
-                    .send(json!({"grant": self.accounts.grant().to_string(), "balances": balances, "receipts": receipts}))
-                    .await;
+                let reply = LedgerReply {
+                    grant: self.accounts.grant(),
+                    balances,
+                    receipts,
+                };
+                let _ = req.reply.send(reply_json(&reply)).await;
             }
             Request::CaPending | Request::CaApprove { .. } | Request::CaReject { .. } => {
                 let answer = JoinService::on_control(self.join.as_deref(), &req.request);
@@ -1168,7 +1189,10 @@ impl Driver {
             }
             Request::Submit(submit) => {
                 if !self.cfg.node.role.submits() {
-                    let _ = req.reply.send(json!({"event": "rejected", "error": "this node's role does not submit jobs"})).await;
+                    let rejected = JobEvent::Rejected {
+                        error: "this node's role does not submit jobs".into(),
+                    };
+                    let _ = req.reply.send(reply_json(&rejected)).await;
                     return;
                 }
                 let balance = self.remaining_bounty();
@@ -1177,86 +1201,87 @@ impl Driver {
         }
     }
 
-    fn status(&self) -> serde_json::Value {
+    fn status(&self) -> NodeStatus {
         let now = self.now_ms();
-        let peers: Vec<serde_json::Value> = self
-            .book
-            .peers()
-            .map(|p| {
-                let mut v = serde_json::to_value(p).unwrap_or_default();
-                if let Some(o) = v.as_object_mut() {
-                    o.insert(
-                        "last_seen_ms_ago".into(),
-                        json!(now.saturating_sub(p.last_seen_ms)),
-                    );
-                }
-                v
-            })
-            .collect();
-        let drops: serde_json::Map<String, serde_json::Value> = beacon::DropReason::ALL
+        let dropped_beacons = beacon::DropReason::ALL
             .iter()
             .map(|r| {
-                (
-                    r.as_str().to_string(),
-                    json!(self.book.drops().get(r).copied().unwrap_or(0)),
-                )
+                let count = self.book.drops().get(r).copied().unwrap_or(0);
+                (r.as_str().to_string(), count)
             })
             .collect();
-        json!({
-            "node": {
-                "id": self.me.id.to_string(),
-                "name": self.me.name,
-                "role": self.cfg.node.role,
-                "addr": self.me.addr.to_string(),
-                "power": self.me.power,
-                "arch": self.me.arch.to_string(),
-                "software": SOFTWARE,
-                "protocol": PROTOCOL_VERSION,
-                "uptime_ms": now,
-                "transport": self.transport.name(),
+        let (held_jobs, held_bytes) = self.integrator.held();
+        NodeStatus {
+            node: NodeInfo {
+                id: self.me.id,
+                name: self.me.name.clone(),
+                role: self.cfg.node.role,
+                addr: self.me.addr.to_string(),
+                power: self.me.power,
+                arch: self.me.arch.to_string(),
+                software: SOFTWARE.to_string(),
+                protocol: PROTOCOL_VERSION.to_string(),
+                uptime_ms: now,
+                transport: self.transport.name().to_string(),
             },
-            "market": self.market_status(),
-            "balance": {
-                "grant": self.cfg.market.grant.to_string(),
-                "earned": self.earned_total().to_string(),
-                "spent": self.client.spent.to_string(),
-                "remaining": self.remaining_bounty().to_string(),
-                "ledger": self.accounts.balance(self.me.id).map(|b| b.to_string()),
-                "unsettled": self.accounts.unsettled().to_string(),
+            market: self.market_status(),
+            balance: BalanceStatus {
+                grant: self.cfg.market.grant,
+                earned: self.earned_total(),
+                spent: self.client.spent,
+                remaining: self.remaining_bounty(),
+                ledger: self.accounts.balance(self.me.id).map(|b| b.to_string()),
+                unsettled: self.accounts.unsettled(),
             },
-            "ledger": {
-                "receipts": self.accounts.receipt_count(),
-                "stats": self.accounts.stats,
+            ledger: LedgerStatus {
+                receipts: self.accounts.receipt_count(),
+                stats: self.accounts.stats,
             },
-            "compute": self.compute.as_ref().map(|c| {
+            compute: self.compute.as_ref().map(|c| {
                 use std::sync::atomic::Ordering::Relaxed;
-                json!({
-                    "slots": self.cfg.share.slots,
-                    "offered_slots": self.offered_slots(),
-                    "reserve": self.supply.reserve().to_string(),
-                    "load": c.load(),
-                    "tasks_done": c.stats.tasks_done.load(Relaxed),
-                    "tasks_failed": c.stats.tasks_failed.load(Relaxed),
-                    "tasks_refused": c.stats.tasks_refused.load(Relaxed),
-                    "tasks_cancelled": c.stats.tasks_cancelled.load(Relaxed),
-                    "tasks_withdrawn": c.stats.tasks_withdrawn.load(Relaxed),
-                    "bad_frames": c.stats.bad_frames.load(Relaxed),
-                })
+                ComputeStatus {
+                    slots: self.cfg.share.slots,
+                    offered_slots: self.offered_slots(),
+                    reserve: self.supply.reserve(),
+                    load: c.load(),
+                    tasks_done: c.stats.tasks_done.load(Relaxed),
+                    tasks_failed: c.stats.tasks_failed.load(Relaxed),
+                    tasks_refused: c.stats.tasks_refused.load(Relaxed),
+                    tasks_cancelled: c.stats.tasks_cancelled.load(Relaxed),
+                    tasks_withdrawn: c.stats.tasks_withdrawn.load(Relaxed),
+                    bad_frames: c.stats.bad_frames.load(Relaxed),
+                }
             }),
-            "jobs": {
-                "active": self.client.active_jobs(),
-                "tasks_in_pool": self.client.in_pool(),
-                "list": self.client.jobs_status(),
+            jobs: JobsStatus {
+                active: self.client.active_jobs(),
+                tasks_in_pool: self.client.in_pool(),
+                list: self.client.jobs_status(),
             },
-            "integrator": { "jobs": self.integrator.held().0, "bytes": self.integrator.held().1 },
-            "peers": peers,
-            "dropped_beacons": drops,
-            "sharing": self.sharing.status(),
-            "join": self.join.as_ref().map(|j| json!({"listen": j.local_addr().to_string(), "pending": j.pending().len()})),
-            "connections_refused": self.transport.refused_connections(),
-            "member_refusals": self.refusals.counts(),
-            "transport_counters": self.transport.counters().into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
-        })
+            integrator: IntegratorStatus {
+                jobs: held_jobs,
+                bytes: held_bytes,
+            },
+            peers: self.book.peers().map(|p| PeerStatus::new(p, now)).collect(),
+            dropped_beacons,
+            sharing: self.sharing.status(),
+            join: self.join.as_ref().map(|j| JoinStatus {
+                listen: j.local_addr().to_string(),
+                pending: j.pending().len(),
+            }),
+            connections_refused: self.transport.refused_connections(),
+            member_refusals: self
+                .refusals
+                .counts()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            transport_counters: self
+                .transport
+                .counters()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        }
     }
 }
 

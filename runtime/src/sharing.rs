@@ -10,8 +10,9 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use lppsp_core::sharing::{Availability, Inputs, LocalTime, Policy, SharingSection, Weekday};
-use serde_json::json;
 use tracing::{info, warn};
+
+use crate::control::reply::SharingStatus;
 
 /// CPU time counters, in clock ticks.
 #[derive(Debug, Clone, Copy)]
@@ -98,20 +99,20 @@ impl Sharing {
     }
 
     /// The state for `lppsp status`.
-    pub fn status(&self) -> serde_json::Value {
+    pub fn status(&self) -> SharingStatus {
         let (available, reason) = match &self.state {
             Availability::Available => (true, None),
             Availability::Unavailable(r) => (false, Some(r.to_string())),
         };
         let inputs = self.last_inputs.as_ref();
-        json!({
-            "policy": self.policy.is_active(),
-            "available": available,
-            "reason": reason,
-            "since_s": self.since.elapsed().as_secs(),
-            "since_input_s": inputs.and_then(|i| i.since_input).map(|d| d.as_secs_f64()),
-            "other_cpu_percent": inputs.and_then(|i| i.other_cpu_percent),
-        })
+        SharingStatus {
+            policy: self.policy.is_active(),
+            available,
+            reason,
+            since_s: self.since.elapsed().as_secs(),
+            since_input_s: inputs.and_then(|i| i.since_input).map(|d| d.as_secs_f64()),
+            other_cpu_percent: inputs.and_then(|i| i.other_cpu_percent),
+        }
     }
 
     /// Time since the newest access or change of an input device file;
@@ -231,10 +232,7 @@ mod tests {
         assert!(matches!(s.tick(), Some(Availability::Unavailable(_))));
         assert!(!s.is_available());
         assert_eq!(s.tick(), None, "no change, no report");
-        assert!(s.status()["reason"]
-            .as_str()
-            .unwrap()
-            .contains("owner active"));
+        assert!(s.status().reason.unwrap().contains("owner active"));
         // No device at all: headless, idle.
         std::fs::remove_file(&device).unwrap();
         assert_eq!(s.tick(), Some(&Availability::Available));

@@ -19,6 +19,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lppsp_executor_builtin as builtin;
 use lppsp_runtime::client::{InputSpec, SubmitRequest};
+use lppsp_runtime::control::reply::JobEvent;
 use lppsp_runtime::control::{self, Request};
 use serde_json::{json, Map, Value};
 
@@ -488,8 +489,9 @@ impl Perf {
 
 /// What the bench process saw of one job.
 struct JobRun {
-    /// The final event (`done`, `failed` or `rejected`).
-    last: Value,
+    /// The final event (`done`, `failed` or `rejected`); `None` when the
+    /// node closed the connection before one.
+    last: Option<JobEvent>,
     /// From writing the request to the `done` event (includes making the
     /// task inputs on the client node).
     submit_s: f64,
@@ -567,7 +569,8 @@ fn run_job(
     let mut perf_error = None;
     let mut cpu_at_accept = Vec::new();
     let mut cpu_at_done = Vec::new();
-    let mut last = Value::Null;
+    let mut last: Option<JobEvent> = None;
+    let mut bad_event = None;
     let mut accepted: Option<Instant> = None;
     let mut done: Option<Instant> = None;
     let sent = Instant::now();
@@ -575,38 +578,47 @@ fn run_job(
         control_path,
         &Request::Submit(req),
         |v| {
-            match v["event"].as_str() {
-                Some("accepted") => {
+            let event: JobEvent = match serde_json::from_value(v) {
+                Ok(e) => e,
+                Err(e) => {
+                    bad_event.get_or_insert(e);
+                    return;
+                }
+            };
+            match &event {
+                JobEvent::Accepted(a) => {
                     if let Some(p) = perf.as_deref_mut() {
                         perf_error = p.command("enable").err();
                     }
                     accepted = Some(Instant::now());
                     cpu_at_accept = cpu_snapshot(cluster);
                     if let Some((p, prefix)) = progress {
-                        p.tasks(prefix, v["tasks"].as_u64().unwrap_or(0));
+                        p.tasks(prefix, a.tasks);
                     }
                 }
-                Some("progress") => {
+                JobEvent::Progress(e) => {
                     if let Some((p, _)) = progress {
-                        p.bar
-                            .set_position(v["progress"]["done"].as_u64().unwrap_or(0));
+                        p.bar.set_position(e.progress.done);
                     }
                 }
-                Some("done") => {
+                JobEvent::Done(_) => {
                     done = Some(Instant::now());
                     cpu_at_done = cpu_snapshot(cluster);
                 }
-                _ => {}
+                JobEvent::Rejected { .. } | JobEvent::Failed(_) => {}
             }
-            if v["event"].as_str() != Some("progress") && v["event"].as_str() != Some("accepted") {
+            if event.is_final() {
                 if let Some(p) = perf.as_deref_mut() {
                     perf_error = perf_error.take().or(p.command("disable").err());
                 }
             }
-            last = v;
+            last = Some(event);
         },
     ))
     .context("talking to the client node")?;
+    if let Some(e) = bad_event {
+        bail!("the client node sent a job event that does not parse: {e}");
+    }
     if let Some(e) = perf_error {
         return Err(e);
     }
@@ -742,10 +754,10 @@ fn run_one(
         None,
         None,
     )?;
-    if warm.last["event"].as_str() != Some("done") {
+    if !matches!(warm.last, Some(JobEvent::Done(_))) {
         let kept = cluster.keep();
         bail!(
-            "the warm-up job did not finish: {}; node logs kept in {}",
+            "the warm-up job did not finish: {:?}; node logs kept in {}",
             warm.last,
             kept.display()
         );
@@ -776,9 +788,13 @@ fn run_one(
     progress.phase(&prefix, "stopping the nodes");
     let peak = rss_of(&cluster, "VmHWM");
 
-    let last = &job.last;
-    let ok = last["event"].as_str() == Some("done");
-    let result = from_hex(last["result_hex"].as_str().unwrap_or(""));
+    let last = job.last.as_ref();
+    let done = match last {
+        Some(JobEvent::Done(d)) => Some(d),
+        _ => None,
+    };
+    let ok = done.is_some();
+    let result = from_hex(done.map_or("", |d| d.result_hex.as_str()));
     let correct = ok
         && match (&expected, &result) {
             (Expected::U64(want), Some(r)) => {
@@ -805,13 +821,11 @@ fn run_one(
         out.insert("result".into(), Value::Null);
         out.insert(
             "error".into(),
-            json!(format!(
-                "job {}: {}",
-                last["event"].as_str().unwrap_or("lost"),
-                last["error"]
-                    .as_str()
-                    .unwrap_or("the node closed the connection")
-            )),
+            json!(match last {
+                Some(JobEvent::Failed(f)) => format!("job failed: {}", f.error),
+                Some(JobEvent::Rejected { error }) => format!("job rejected: {error}"),
+                _ => "job lost: the node closed the connection".to_string(),
+            }),
         );
     }
     let job_s = job.job_s.unwrap_or(f64::NAN);
@@ -843,19 +857,24 @@ fn run_one(
     out.insert("submit_s".into(), json!(round6(job.submit_s)));
     out.insert(
         "node_job_s".into(),
-        last["elapsed_s"]
-            .as_f64()
-            .map_or(Value::Null, |v| json!(round6(v))),
+        done.map_or(Value::Null, |d| json!(round6(d.elapsed_s))),
     );
     out.insert(
         "retries".into(),
-        last["progress"]["retries"]
-            .as_u64()
-            .map_or(Value::Null, |v| json!(v)),
+        match last {
+            Some(JobEvent::Done(d)) => json!(d.progress.retries),
+            Some(JobEvent::Failed(f)) => json!(f.progress.retries),
+            _ => Value::Null,
+        },
     );
     // The run time of the task bodies as the compute nodes measured them.
-    if let Some(nodes) = last["nodes"].as_object() {
-        let micros: u64 = nodes.values().filter_map(|t| t["micros"].as_u64()).sum();
+    let nodes = match last {
+        Some(JobEvent::Done(d)) => Some(&d.nodes),
+        Some(JobEvent::Failed(f)) => Some(&f.nodes),
+        _ => None,
+    };
+    if let Some(nodes) = nodes {
+        let micros: u64 = nodes.values().map(|t| t.micros).sum();
         out.insert("task_s".into(), json!(round6(micros as f64 / 1e6)));
     }
     out.insert("cpu_sum_s".into(), json!(round6(sum_f64(&job.cpu_s))));

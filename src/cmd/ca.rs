@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
+use lppsp_runtime::control::reply::{CaApproved, CaPending, CaRejected};
 use lppsp_runtime::control::Request;
 
 #[derive(Subcommand)]
@@ -70,13 +71,15 @@ pub fn run(cmd: CaCommand) -> anyhow::Result<ExitCode> {
             );
         }
         CaCommand::Pending { control, json } => {
-            let reply = super::ask_node(&control.socket()?, &Request::CaPending, "pending list")?;
+            let socket = control.socket()?;
             if json {
+                let reply = super::ask_node(&socket, &Request::CaPending, "pending list")?;
                 println!("{}", serde_json::to_string_pretty(&reply)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            let empty = Vec::new();
-            let list = reply["pending"].as_array().unwrap_or(&empty);
+            let reply: CaPending =
+                super::ask_node_typed(&socket, &Request::CaPending, "pending list")?;
+            let list = &reply.pending;
             if list.is_empty() {
                 println!("no join requests waiting");
             } else {
@@ -86,37 +89,30 @@ pub fn run(cmd: CaCommand) -> anyhow::Result<ExitCode> {
                 );
             }
             for p in list {
-                let field = |k: &str| p[k].as_str().unwrap_or("-").to_string();
-                let at = p["requested_at"]
-                    .as_u64()
-                    .map(|s| {
-                        httpdate::fmt_http_date(
-                            std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
-                        )
-                    })
-                    .unwrap_or_else(|| "-".into());
+                let at = httpdate::fmt_http_date(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(p.requested_at),
+                );
                 println!(
                     "{:<4}  {:<20}  {:<16}  {:<21}  {:<20}  {:>6}s  {}",
-                    field("id"),
-                    field("name"),
-                    field("node"),
-                    field("source"),
+                    p.id,
+                    p.name,
+                    p.node,
+                    p.source,
                     at.get(5..25).unwrap_or(&at),
-                    p["expires_in_s"].as_u64().unwrap_or(0),
-                    field("code")
+                    p.expires_in_s,
+                    p.code
                 );
             }
         }
         CaCommand::Approve { id, control } => {
-            let reply = super::ask_node(
+            let reply: CaApproved = super::ask_node_typed(
                 &control.socket()?,
                 &Request::CaApprove { id: id.clone() },
                 "answer",
             )?;
             println!(
                 "approved request {id}: {} is node {}",
-                reply["name"].as_str().unwrap_or("-"),
-                reply["node"].as_str().unwrap_or("-")
+                reply.name, reply.node
             );
         }
         CaCommand::Reject {
@@ -124,7 +120,7 @@ pub fn run(cmd: CaCommand) -> anyhow::Result<ExitCode> {
             reason,
             control,
         } => {
-            super::ask_node(
+            let _: CaRejected = super::ask_node_typed(
                 &control.socket()?,
                 &Request::CaReject {
                     id: id.clone(),

@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use lppsp_runtime::control::reply::NodeStatus;
 use lppsp_runtime::control::{self, Request};
 
 /// One node process.
@@ -74,7 +75,7 @@ impl Node {
     }
 
     /// The node's status (`lppsp status`), `None` when it does not answer.
-    pub fn status(&self) -> Option<serde_json::Value> {
+    pub fn status(&self) -> Option<NodeStatus> {
         status(&self.control)
     }
 
@@ -118,16 +119,19 @@ fn free_port_udp() -> anyhow::Result<u16> {
     Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// One `Status` call to a control socket.
-pub fn status(socket: &Path) -> Option<serde_json::Value> {
+/// One `Status` call to a control socket; `None` when the node does not
+/// answer or its reply is no status.
+pub fn status(socket: &Path) -> Option<NodeStatus> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .ok()?;
-    rt.block_on(control::call(socket, &Request::Status))
+    let reply = rt
+        .block_on(control::call(socket, &Request::Status))
         .ok()?
         .into_iter()
-        .next()
+        .next()?;
+    serde_json::from_value(reply).ok()
 }
 
 /// One node to start: its name, its `[node] role`, the command that runs
@@ -264,11 +268,10 @@ impl Cluster {
         let t = Instant::now();
         let want = self.nodes.len() - 1;
         loop {
-            let ready = self.client().status().is_some_and(|s| {
-                s["peers"].as_array().is_some_and(|p| {
-                    p.iter().filter(|p| p["slots"].as_u64() > Some(0)).count() >= want
-                })
-            });
+            let ready = self
+                .client()
+                .status()
+                .is_some_and(|s| s.peers.iter().filter(|p| p.slots > 0).count() >= want);
             if ready {
                 return Ok(());
             }

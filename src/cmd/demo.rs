@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use lppsp_core::money::Bounty;
 use lppsp_runtime::client::{InputSpec, SubmitRequest};
 
 use super::cluster::Cluster;
@@ -71,7 +72,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         max_price: None,
     };
     let last = super::submit::follow(&cluster.client().control, req, false)?;
-    let code = super::submit::summarize(&last);
+    let code = super::submit::summarize(last.as_ref());
 
     // The job's charges are settled in signed receipts as it ends; wait
     // (briefly) until every node's ledger holds them all, so the balances
@@ -79,12 +80,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let settled = |nodes: &[super::cluster::Node]| {
         let counts: Vec<Option<u64>> = nodes
             .iter()
-            .map(|n| n.status().and_then(|st| st["ledger"]["receipts"].as_u64()))
+            .map(|n| n.status().map(|st| st.ledger.receipts))
             .collect();
         let client_done = nodes.first().and_then(|n| n.status()).is_some_and(|st| {
-            st["balance"]["unsettled"] == "0"
-                && st["ledger"]["stats"]["receipts_acknowledged"]
-                    == st["ledger"]["stats"]["receipts_issued"]
+            st.balance.unsettled == Bounty::ZERO
+                && st.ledger.stats.receipts_acknowledged == st.ledger.stats.receipts_issued
         });
         client_done
             && counts
@@ -98,13 +98,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("\nbalances from each node's ledger (grant + earned - spent):");
     for n in &cluster.nodes {
         if let Some(st) = n.status() {
-            let b = &st["balance"];
             println!(
                 "  {:<10} {}  balance {:>16}  receipts {}",
                 n.name,
-                st["node"]["id"].as_str().unwrap_or("?"),
-                b["ledger"].as_str().unwrap_or("?"),
-                st["ledger"]["receipts"]
+                st.node.id,
+                st.balance.ledger.as_deref().unwrap_or("?"),
+                st.ledger.receipts
             );
         }
     }

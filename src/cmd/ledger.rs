@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use lppsp_core::NodeId;
+use lppsp_runtime::control::reply::{LedgerReply, ReceiptEntry};
 use lppsp_runtime::control::Request;
 
 #[derive(Args)]
@@ -27,12 +28,21 @@ const COLUMNS: [&str; 11] = [
     "issued",
 ];
 
-fn cell(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => String::new(),
-        other => other.to_string(),
-    }
+/// One receipt as a CSV row, in the order of [`COLUMNS`].
+fn csv_row(r: &ReceiptEntry) -> [String; 11] {
+    [
+        r.job.clone(),
+        r.payer.to_string(),
+        r.payee.to_string(),
+        r.seq.to_string(),
+        r.price.to_string(),
+        r.power.to_string(),
+        r.tasks.to_string(),
+        r.seconds.to_string(),
+        r.fuel.map(|f| f.to_string()).unwrap_or_default(),
+        r.charge.to_string(),
+        r.issued.to_string(),
+    ]
 }
 
 pub fn run(args: LedgerArgs) -> anyhow::Result<ExitCode> {
@@ -40,20 +50,18 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<ExitCode> {
         node: args.node,
         limit: Some(args.limit),
     };
-    let reply = super::ask_node(&args.control.socket()?, &request, "ledger")?;
-    let empty = Vec::new();
-    let receipts = reply["receipts"].as_array().unwrap_or(&empty);
+    let reply: LedgerReply = super::ask_node_typed(&args.control.socket()?, &request, "ledger")?;
+    let receipts = &reply.receipts;
     if args.csv {
         println!("{}", COLUMNS.join(","));
         for r in receipts {
-            let row: Vec<String> = COLUMNS.iter().map(|c| cell(&r[*c])).collect();
-            println!("{}", row.join(","));
+            println!("{}", csv_row(r).join(","));
         }
         return Ok(ExitCode::SUCCESS);
     }
-    println!("balances (grant {}):", cell(&reply["grant"]));
-    for b in reply["balances"].as_array().unwrap_or(&empty) {
-        println!("  {}  {:>20}", cell(&b["node"]), cell(&b["balance"]));
+    println!("balances (grant {}):", reply.grant);
+    for b in &reply.balances {
+        println!("  {}  {:>20}", b.node, b.balance);
     }
     println!("\n{} receipts", receipts.len());
     if !receipts.is_empty() {
@@ -64,15 +72,15 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<ExitCode> {
         for r in receipts {
             println!(
                 "{:<16}  {:<16}  {:<16}  {:>5}  {:>8}  {:>7}  {:>6}  {:>10.3}  {:>14}",
-                cell(&r["job"]),
-                cell(&r["payer"]),
-                cell(&r["payee"]),
-                cell(&r["seq"]),
-                cell(&r["price"]),
-                cell(&r["power"]),
-                cell(&r["tasks"]),
-                r["seconds"].as_f64().unwrap_or(0.0),
-                cell(&r["charge"]),
+                r.job,
+                r.payer.to_string(),
+                r.payee.to_string(),
+                r.seq,
+                r.price.to_string(),
+                r.power,
+                r.tasks,
+                r.seconds,
+                r.charge.to_string(),
             );
         }
     }

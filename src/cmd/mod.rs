@@ -95,6 +95,17 @@ pub fn ask_node(
     Ok(reply)
 }
 
+/// [`ask_node`], with the reply read into its type: a reply that lacks a
+/// field the type needs is an error naming it, never a silent zero.
+pub fn ask_node_typed<T: serde::de::DeserializeOwned>(
+    control: &Path,
+    request: &lppsp_runtime::control::Request,
+    what: &str,
+) -> anyhow::Result<T> {
+    let reply = ask_node(control, request, what)?;
+    serde_json::from_value(reply).with_context(|| format!("reading the node's {what} reply"))
+}
+
 /// `lppsp kernels`: the built-in kernels and their input layouts.
 pub fn kernels() -> anyhow::Result<std::process::ExitCode> {
     for k in lppsp_executor_builtin::KERNELS {

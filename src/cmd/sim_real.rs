@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use lppsp_core::money::{Bounty, Price};
+use lppsp_runtime::control::reply::NodeStatus;
 use lppsp_sim::draws::{self, JobDraw, NodeDraw};
 use lppsp_sim::engine::{EarningsRow, SeriesRow};
 use lppsp_sim::output::Written;
@@ -227,7 +228,7 @@ fn run_one(sc: &Scenario, s: usize, seed: u64) -> anyhow::Result<RunOutput> {
     out.earnings = earnings(&cluster, &nodes);
     out.balancer_state = cluster.nodes[specs.len() - 1]
         .status()
-        .and_then(|st| st["market"]["balancer"].as_str().map(str::to_string));
+        .map(|st| st.market.balancer);
     cluster.stop();
     Ok(out)
 }
@@ -237,10 +238,10 @@ fn wait_all_see_each_other(cluster: &mut Cluster, timeout: Duration) -> anyhow::
     let t = Instant::now();
     let want = cluster.nodes.len() - 1;
     loop {
-        let ready = cluster.nodes.iter().all(|n| {
-            n.status()
-                .is_some_and(|s| s["peers"].as_array().is_some_and(|p| p.len() >= want))
-        });
+        let ready = cluster
+            .nodes
+            .iter()
+            .all(|n| n.status().is_some_and(|s| s.peers.len() >= want));
         if ready {
             return Ok(());
         }
@@ -301,22 +302,21 @@ fn reap(running: &mut Vec<Submitted>, counts: &mut JobCounts) {
     });
 }
 
-fn num(v: &serde_json::Value) -> f64 {
-    v.as_f64()
-        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        .unwrap_or(0.0)
+/// An amount of money as a number for the series.
+fn money(micros: u64) -> f64 {
+    micros as f64 / 1e6
 }
 
 /// One series row from every node's status.
 fn sample_row(cluster: &Cluster, now: Duration, counts: &mut JobCounts) -> SeriesRow {
-    let statuses: Vec<serde_json::Value> = cluster
+    let statuses: Vec<NodeStatus> = cluster
         .nodes
         .iter()
         .filter_map(cluster::Node::status)
         .collect();
     let prices: Vec<f64> = statuses
         .iter()
-        .map(|s| num(&s["market"]["price"]))
+        .map(|s| money(s.market.price.micros()))
         .collect();
     // The price most nodes hold.
     let mut price = 0.0;
@@ -329,26 +329,25 @@ fn sample_row(cluster: &Cluster, now: Duration, counts: &mut JobCounts) -> Serie
         }
     }
     let first = statuses.first();
-    let market = |k: &str| first.map_or(0.0, |s| num(&s["market"][k]));
+    let market = first.map(|s| &s.market);
     let mut slots = 0u64;
     let mut busy = 0u64;
     let mut tasks_done = 0u64;
     let mut pending = 0u64;
     for s in &statuses {
-        if let Some(c) = s["compute"].as_object() {
-            let n = c.get("slots").and_then(|v| v.as_u64()).unwrap_or(0);
-            let load = c.get("load").and_then(|v| v.as_u64()).unwrap_or(0);
+        if let Some(c) = &s.compute {
+            let n = u64::from(c.slots);
             slots += n;
-            busy += load.min(n);
-            tasks_done += c.get("tasks_done").and_then(|v| v.as_u64()).unwrap_or(0);
+            busy += c.load.min(n);
+            tasks_done += c.tasks_done;
         }
         // Tasks of live jobs not yet placed, as the simulator counts them.
-        if let Some(list) = s["jobs"]["list"].as_array() {
-            pending += list
-                .iter()
-                .filter_map(|j| j["progress"]["pending"].as_u64())
-                .sum::<u64>();
-        }
+        pending += s
+            .jobs
+            .list
+            .iter()
+            .filter_map(|j| j.progress.as_ref().map(|p| p.pending))
+            .sum::<u64>();
     }
     let new = &counts.latencies_ms[counts.latency_mark..];
     let latency_mean_s = if new.is_empty() {
@@ -362,14 +361,10 @@ fn sample_row(cluster: &Cluster, now: Duration, counts: &mut JobCounts) -> Serie
         nodes: statuses.len() as u64,
         price,
         price_max: prices.iter().copied().fold(0.0, f64::max),
-        epoch_max: statuses
-            .iter()
-            .filter_map(|s| s["market"]["epoch"].as_u64())
-            .max()
-            .unwrap_or(0),
-        pressure: market("pressure"),
-        demand_tasks: market("demand_tasks") as u64,
-        supply_mflops: market("supply_mflops") as u64,
+        epoch_max: statuses.iter().map(|s| s.market.epoch).max().unwrap_or(0),
+        pressure: market.and_then(|m| m.pressure).unwrap_or(0.0),
+        demand_tasks: market.and_then(|m| m.demand_tasks).unwrap_or(0),
+        supply_mflops: market.and_then(|m| m.supply_mflops).unwrap_or(0),
         queue: busy,
         pending,
         utilisation: if slots == 0 {
@@ -386,7 +381,7 @@ fn sample_row(cluster: &Cluster, now: Duration, counts: &mut JobCounts) -> Serie
         tasks_done,
         receipts: statuses
             .iter()
-            .filter_map(|s| s["ledger"]["receipts"].as_u64())
+            .map(|s| s.ledger.receipts)
             .max()
             .unwrap_or(0),
         money_total: 0.0,
@@ -411,9 +406,12 @@ fn earnings(cluster: &Cluster, nodes: &[NodeDraw]) -> Vec<EarningsRow> {
                 power: n.power,
                 arch: n.arch.clone(),
                 alive: st.is_some(),
-                tasks_done: st.map_or(0, |s| s["compute"]["tasks_done"].as_u64().unwrap_or(0)),
-                earned: st.map_or(0.0, |s| num(&s["balance"]["earned"])),
-                balance: st.map_or(0.0, |s| num(&s["balance"]["ledger"])),
+                tasks_done: st.and_then(|s| s.compute).map_or(0, |c| c.tasks_done),
+                earned: st.map_or(0.0, |s| money(s.balance.earned.micros())),
+                balance: st
+                    .and_then(|s| s.balance.ledger.as_deref())
+                    .and_then(|b| b.parse().ok())
+                    .unwrap_or(0.0),
             }
         })
         .collect()

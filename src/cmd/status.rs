@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
+use lppsp_runtime::control::reply::{MarketStatus, NodeStatus};
 use lppsp_runtime::control::Request;
 
 #[derive(Args)]
@@ -15,15 +16,24 @@ pub struct StatusArgs {
 }
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let status = super::ask_node(&args.control.socket()?, &Request::Status, "status")?;
+    let socket = args.control.socket()?;
     if args.json {
+        // The node's own line, as it sent it.
+        let status = super::ask_node(&socket, &Request::Status, "status")?;
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let status: NodeStatus = super::ask_node_typed(&socket, &Request::Status, "status")?;
     print_status(&status);
     Ok(ExitCode::SUCCESS)
 }
 
+/// An optional figure, `-` when absent.
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+/// A field of the balancer's own status (its shape is the balancer's).
 fn s(v: &serde_json::Value, key: &str) -> String {
     match v.get(key) {
         Some(serde_json::Value::String(s)) => s.clone(),
@@ -34,65 +44,40 @@ fn s(v: &serde_json::Value, key: &str) -> String {
 
 /// The committed round, the one open, the rounds counters, and the state
 /// the node started from.
-fn print_round(m: &serde_json::Value) {
-    let proposer = match m["proposer"].as_str() {
+fn print_round(m: &MarketStatus) {
+    let proposer = match m.proposer {
         Some(p) => format!("round of {p}"),
         None => "initial price".into(),
     };
-    let r = &m["rounds"];
+    let r = &m.rounds;
     println!(
         "committed: {} at epoch {} ({proposer})  rounds opened {} committed {} abandoned {}  \
          votes {}  adopted {}  reconciliations {}",
-        s(m, "price"),
-        s(m, "epoch"),
-        s(r, "rounds_opened"),
-        s(r, "rounds_committed"),
-        s(r, "rounds_abandoned"),
-        s(r, "votes_cast"),
-        s(r, "adopted_from_peers"),
-        s(r, "reconciliations")
+        m.price,
+        m.epoch,
+        r.rounds_opened,
+        r.rounds_committed,
+        r.rounds_abandoned,
+        r.votes_cast,
+        r.adopted_from_peers,
+        r.reconciliations
     );
-    let open = &m["open_round"];
-    if !open.is_null() {
+    if let Some(open) = &m.open_round {
         println!(
             "open round: epoch {} at {}, {} yes vote(s)",
-            s(open, "epoch"),
-            s(open, "price"),
-            s(open, "yes_votes")
+            open.epoch, open.price, open.yes_votes
         );
     }
-    let restored = &m["restored"];
-    if !restored.is_null() {
+    if let Some(restored) = &m.restored {
         println!(
             "started from the stored state: epoch {} at {}",
-            s(restored, "epoch"),
-            s(restored, "price")
+            restored.epoch, restored.price
         );
     }
 }
 
-fn print_status(st: &serde_json::Value) {
-    let node = &st["node"];
-    println!(
-        "node {} ({})  {}  {} MFLOPS  {}  role {}  {}",
-        s(node, "id"),
-        s(node, "name"),
-        s(node, "addr"),
-        s(node, "power"),
-        s(node, "arch"),
-        s(node, "role"),
-        s(node, "software")
-    );
-    let m = &st["market"];
-    println!(
-        "price {}  epoch {}  pressure {}  balancer {}",
-        s(m, "price"),
-        s(m, "epoch"),
-        s(m, "pressure"),
-        s(m, "balancer")
-    );
-    print_round(m);
-    let state = &m["balancer_state"];
+/// The balancer's own figures, where it reports the ones shown here.
+fn print_balancer_state(state: &serde_json::Value) {
     if let (Some(samples), Some(used)) = (
         state.get("samples").and_then(|v| v.as_u64()),
         state.get("usable_samples").and_then(|v| v.as_u64()),
@@ -135,27 +120,59 @@ fn print_status(st: &serde_json::Value) {
             }
         );
     }
-    if m["balancer_proposes"] == false {
+}
+
+fn print_status(st: &NodeStatus) {
+    let node = &st.node;
+    println!(
+        "node {} ({})  {}  {} MFLOPS  {}  role {}  {}",
+        node.id,
+        node.name,
+        node.addr,
+        node.power,
+        node.arch,
+        serde_json::to_value(node.role)
+            .ok()
+            .and_then(|r| r.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        node.software
+    );
+    let m = &st.market;
+    println!(
+        "price {}  epoch {}  pressure {}  balancer {}",
+        m.price,
+        m.epoch,
+        opt(m.pressure),
+        m.balancer
+    );
+    print_round(m);
+    if let Some(state) = &m.balancer_state {
+        print_balancer_state(state);
+    }
+    if !m.balancer_proposes {
         println!("balancer: proposes nothing here (the ml observer sets prices; this node votes)");
     }
-    let b = &st["balance"];
+    let b = &st.balance;
     println!(
         "balance {} (ledger; grant {})  remaining {}  unsettled {}  receipts {}",
-        s(b, "ledger"),
-        s(b, "grant"),
-        s(b, "remaining"),
-        s(b, "unsettled"),
-        s(&st["ledger"], "receipts")
+        b.ledger.as_deref().unwrap_or("-"),
+        b.grant,
+        b.remaining,
+        b.unsettled,
+        st.ledger.receipts
     );
-    let sh = &st["sharing"];
-    if sh["policy"].as_bool() == Some(true) {
-        match sh["available"].as_bool() {
-            Some(false) => println!("sharing: unavailable ({})", s(sh, "reason")),
-            _ => println!("sharing: available"),
+    let sh = &st.sharing;
+    if sh.policy {
+        if sh.available {
+            println!("sharing: available");
+        } else {
+            println!(
+                "sharing: unavailable ({})",
+                sh.reason.as_deref().unwrap_or("-")
+            );
         }
     }
-    let empty = Vec::new();
-    let peers = st["peers"].as_array().unwrap_or(&empty);
+    let peers = &st.peers;
     println!("\n{} peers", peers.len());
     if !peers.is_empty() {
         println!(
@@ -163,27 +180,31 @@ fn print_status(st: &serde_json::Value) {
             "ID", "ADDR", "MFLOPS", "ARCH", "CLIENT", "IDLE", "QUEUE", "SOFTWARE", "SEEN (ms)"
         );
         for p in peers {
-            let sw = if p["compatible"].as_bool() == Some(false) {
-                format!("{} (incompatible)", s(p, "software"))
+            let sw = if p.compatible {
+                p.software.clone()
             } else {
-                s(p, "software")
+                format!("{} (incompatible)", p.software)
             };
             println!(
                 "{:<16}  {:<21}  {:>8}  {:<8}  {:<6}  {:<5}  {:>5}  {:<13}  {:>9}",
-                s(p, "id"),
-                s(p, "addr"),
-                s(p, "power"),
-                s(p, "arch"),
-                s(p, "is_client"),
-                s(p, "idle"),
-                s(p, "queue"),
+                p.id.to_string(),
+                p.addr,
+                p.power,
+                p.arch,
+                p.is_client,
+                p.idle,
+                p.queue,
                 sw,
-                s(p, "last_seen_ms_ago")
+                p.last_seen_ms_ago
             );
         }
     }
-    if let Some(drops) = st["dropped_beacons"].as_object() {
-        let list: Vec<String> = drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    if !st.dropped_beacons.is_empty() {
+        let list: Vec<String> = st
+            .dropped_beacons
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
         println!("\ndropped beacons: {}", list.join(", "));
     }
 }

@@ -9,6 +9,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use lppsp_core::money::{Bounty, Price};
 use lppsp_runtime::client::{InputSpec, SubmitRequest};
+use lppsp_runtime::control::reply::{JobEvent, JobFailCode};
 use lppsp_runtime::control::{self, Request};
 
 /// Exit code when the budget ran out (DESIGN 4.7).
@@ -171,12 +172,13 @@ pub fn read_module(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(base64::engine::general_purpose::STANDARD.encode(binary))
 }
 
-/// Submits `req` and follows it; returns the final event.
+/// Submits `req` and follows it; returns the final event (`None` when the
+/// node closed the connection before sending one).
 pub fn follow(
     control: &std::path::Path,
     req: SubmitRequest,
     json: bool,
-) -> anyhow::Result<serde_json::Value> {
+) -> anyhow::Result<Option<JobEvent>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -191,7 +193,7 @@ pub fn follow(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
     }
-    let mut last = serde_json::Value::Null;
+    let mut last = None;
     let mut refused = None;
     rt.block_on(control::call_streaming(
         control,
@@ -204,21 +206,27 @@ pub fn follow(
             if json {
                 println!("{v}");
             }
-            match v["event"].as_str() {
-                Some("accepted") => bar.set_length(v["tasks"].as_u64().unwrap_or(0)),
-                Some("progress") => {
-                    let p = &v["progress"];
-                    bar.set_position(p["done"].as_u64().unwrap_or(0));
-                    let waiting = v["waiting"].as_array().map(|w| w.len()).unwrap_or(0);
-                    let mut msg = format!("spent {}", p["spent"].as_str().unwrap_or("0"));
-                    if waiting > 0 && p["in_flight"].as_u64() == Some(0) {
-                        msg = format!("waiting: {}", v["waiting"][0].as_str().unwrap_or(""));
+            let event: JobEvent = match serde_json::from_value(v) {
+                Ok(e) => e,
+                Err(e) => {
+                    refused
+                        .get_or_insert(anyhow::anyhow!("the node's job event does not parse: {e}"));
+                    return;
+                }
+            };
+            match &event {
+                JobEvent::Accepted(a) => bar.set_length(a.tasks),
+                JobEvent::Progress(p) => {
+                    bar.set_position(p.progress.done);
+                    let mut msg = format!("spent {}", p.progress.spent);
+                    if let (Some(why), 0) = (p.waiting.first(), p.progress.in_flight) {
+                        msg = format!("waiting: {why}");
                     }
                     bar.set_message(msg);
                 }
                 _ => {}
             }
-            last = v;
+            last = Some(event);
         },
     ))
     .context("talking to the node")?;
@@ -230,50 +238,32 @@ pub fn follow(
 }
 
 /// Prints the final event for people; returns the exit code.
-pub fn summarize(last: &serde_json::Value) -> ExitCode {
-    match last["event"].as_str() {
-        Some("done") => {
-            let p = &last["progress"];
-            println!(
-                "job {} done in {:.2} s",
-                last["job"].as_str().unwrap_or("?"),
-                last["elapsed_s"].as_f64().unwrap_or(0.0)
-            );
-            println!("result: {}", last["result"].as_str().unwrap_or(""));
+pub fn summarize(last: Option<&JobEvent>) -> ExitCode {
+    match last {
+        Some(JobEvent::Done(done)) => {
+            let p = &done.progress;
+            println!("job {} done in {:.2} s", done.job, done.elapsed_s);
+            println!("result: {}", done.result);
             println!(
                 "tasks: {} (retried {}, duplicates ignored {}); spent {} of {}",
-                p["total"],
-                p["retries"],
-                p["duplicates"],
-                p["spent"].as_str().unwrap_or("0"),
-                p["budget"].as_str().unwrap_or("?")
+                p.total, p.retries, p.duplicates, p.spent, p.budget
             );
-            if let Some(nodes) = last["nodes"].as_object() {
-                for (id, t) in nodes {
-                    println!(
-                        "  node {id}: {} tasks, charged {}",
-                        t["tasks_done"],
-                        t["charged"].as_str().unwrap_or("0")
-                    );
-                }
+            for (id, t) in &done.nodes {
+                println!("  node {id}: {} tasks, charged {}", t.tasks_done, t.charged);
             }
             ExitCode::SUCCESS
         }
-        Some("failed") => {
-            eprintln!("job failed: {}", last["error"].as_str().unwrap_or("?"));
-            match last["code"].as_str() {
-                Some("insufficient_bounty") => ExitCode::from(EXIT_INSUFFICIENT_BOUNTY),
-                Some("task_failed") => ExitCode::from(EXIT_TASK_FAILED),
-                _ => ExitCode::FAILURE,
-            }
+        Some(JobEvent::Failed(failed)) => {
+            eprintln!("job failed: {}", failed.error);
+            summarize_code(last)
         }
-        Some("rejected") => {
-            eprintln!("job rejected: {}", last["error"].as_str().unwrap_or("?"));
-            ExitCode::from(EXIT_REJECTED)
+        Some(JobEvent::Rejected { error }) => {
+            eprintln!("job rejected: {error}");
+            summarize_code(last)
         }
         _ => {
             eprintln!("the node closed the connection before the job ended");
-            ExitCode::FAILURE
+            summarize_code(last)
         }
     }
 }
@@ -283,18 +273,21 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let last = follow(&args.control.socket()?, req, args.json)?;
     if args.json {
         // The events are printed; the exit code still tells the outcome.
-        let code = summarize_code(&last);
+        let code = summarize_code(last.as_ref());
         return Ok(code);
     }
-    Ok(summarize(&last))
+    Ok(summarize(last.as_ref()))
 }
 
-fn summarize_code(last: &serde_json::Value) -> ExitCode {
-    match (last["event"].as_str(), last["code"].as_str()) {
-        (Some("done"), _) => ExitCode::SUCCESS,
-        (Some("failed"), Some("insufficient_bounty")) => ExitCode::from(EXIT_INSUFFICIENT_BOUNTY),
-        (Some("failed"), Some("task_failed")) => ExitCode::from(EXIT_TASK_FAILED),
-        (Some("rejected"), _) => ExitCode::from(EXIT_REJECTED),
+fn summarize_code(last: Option<&JobEvent>) -> ExitCode {
+    match last {
+        Some(JobEvent::Done(_)) => ExitCode::SUCCESS,
+        Some(JobEvent::Failed(f)) => match f.code {
+            JobFailCode::InsufficientBounty => ExitCode::from(EXIT_INSUFFICIENT_BOUNTY),
+            JobFailCode::TaskFailed => ExitCode::from(EXIT_TASK_FAILED),
+            JobFailCode::Cancelled | JobFailCode::ReduceFailed => ExitCode::FAILURE,
+        },
+        Some(JobEvent::Rejected { .. }) => ExitCode::from(EXIT_REJECTED),
         _ => ExitCode::FAILURE,
     }
 }
