@@ -693,7 +693,7 @@ fn verify_outvotes_a_node_returning_wrong_results() {
         ("liar", "compute"),
     ];
     // The liar loads a test fixture library: the builtin kernels with a
-    // byte of every result flipped.
+    // byte of every result moved by one.
     let lying = build_plugins(&[(
         "lppsp-plugin-fixture-lying-executor",
         "lppsp_plugin_fixture_lying_executor",
