@@ -72,24 +72,39 @@ impl Outsider {
         Self { _dir: dir, exe }
     }
 
-    /// Runs `lppsp ARGS` as uid and gid [`NOBODY`], in supplementary group
-    /// `group` or in none.
+    /// Runs `lppsp ARGS` as [`NOBODY`] (in `group` or none).
     fn run(&self, group: Option<u32>, args: &[&str]) -> Output {
-        let groups = match group {
-            Some(gid) => format!("--groups={gid}"),
-            None => "--clear-groups".into(),
-        };
-        Command::new("setpriv")
-            .arg(format!("--reuid={NOBODY}"))
-            .arg(format!("--regid={NOBODY}"))
-            .arg(groups)
+        as_nobody(group)
             .arg(&self.exe)
             .args(args)
-            .current_dir("/")
             .env("LPPSP_LOG", "warn")
             .output()
             .unwrap()
     }
+
+    /// Runs `sh -c SCRIPT` as [`NOBODY`] (in `group` or none).
+    fn run_shell(&self, group: Option<u32>, script: &str) -> Output {
+        as_nobody(group)
+            .args(["sh", "-c", script])
+            .output()
+            .unwrap()
+    }
+}
+
+/// `setpriv` set to run the command its arguments name as uid and gid
+/// [`NOBODY`], in supplementary group `group` or in none, from `/`.
+fn as_nobody(group: Option<u32>) -> Command {
+    let groups = match group {
+        Some(gid) => format!("--groups={gid}"),
+        None => "--clear-groups".into(),
+    };
+    let mut setpriv = Command::new("setpriv");
+    setpriv
+        .arg(format!("--reuid={NOBODY}"))
+        .arg(format!("--regid={NOBODY}"))
+        .arg(groups)
+        .current_dir("/");
+    setpriv
 }
 
 /// A system group made for one test, removed after it.
@@ -319,24 +334,6 @@ fn a_member_of_the_control_group_may_read_and_submit_but_not_administer() {
     let status = outsider.run(None, &["status", "--control", sock]);
     assert_refused(&status, "admits only its owner");
     assert_owner_gets_all(client);
-}
-
-impl Outsider {
-    /// Runs `sh -c SCRIPT` as [`NOBODY`] (in `group` or none).
-    fn run_shell(&self, group: Option<u32>, script: &str) -> Output {
-        let groups = match group {
-            Some(gid) => format!("--groups={gid}"),
-            None => "--clear-groups".into(),
-        };
-        Command::new("setpriv")
-            .arg(format!("--reuid={NOBODY}"))
-            .arg(format!("--regid={NOBODY}"))
-            .arg(groups)
-            .args(["sh", "-c", script])
-            .current_dir("/")
-            .output()
-            .unwrap()
-    }
 }
 
 /// Starts `lppsp node --config CONFIG` with umask 000, so that only the

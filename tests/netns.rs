@@ -6,25 +6,38 @@
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::*;
+
+/// `Ok` when the command that gave `out` succeeded, else `what` and its
+/// stderr.
+fn succeeded(out: &Output, what: &str) -> Result<(), String> {
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
 
 fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
         .args(args)
         .output()
         .map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    succeeded(&out, &format!("ip {}", args.join(" ")))
+}
+
+/// `ip netns exec NS`, to which the caller adds the command to run in
+/// namespace `ns`.
+fn in_ns(ns: &str) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns]);
+    cmd
 }
 
 /// Three hosts 10.71.0.1-3/24 on a bridge that lives in a fourth namespace.
@@ -65,6 +78,51 @@ impl Lan {
             ip(&["-n", h, "route", "add", "224.0.0.0/4", "dev", &v])?;
         }
         Ok(lan)
+    }
+
+    /// Starts a node on every host n (1-based): `{prefix}-h{n}`, listening
+    /// on 10.71.0.n and sending beacons to the LAN's broadcast address,
+    /// with the lines `node_keys(n)` and `network_keys(n)` added to its
+    /// `[node]` and `[network]` sections. Its log is `{prefix}-h{n}.log`
+    /// in the community's folder.
+    fn start_nodes(
+        &self,
+        community: &Community,
+        prefix: &str,
+        node_keys: impl Fn(usize) -> String,
+        network_keys: impl Fn(usize) -> String,
+    ) -> Vec<ChildGuard> {
+        let mut nodes = Vec::new();
+        for (i, h) in self.hosts.iter().enumerate() {
+            let n = i + 1;
+            let name = format!("{prefix}-h{n}");
+            community.issue(&name);
+            let cfg = community.dir.path().join(format!("{name}.toml"));
+            std::fs::write(
+                &cfg,
+                format!(
+                    "[node]\nname = \"{name}\"\ndata_dir = \"{name}-data\"\n{node}[identity]\nca_cert = \"{ca}\"\ncert = \"{name}.pem\"\nkey = \"{name}.key\"\n\
+                     [network]\nlisten = \"10.71.0.{n}:47101\"\nbeacon_listen = \"0.0.0.0:47100\"\n\
+                     broadcast_to = \"10.71.0.255:47100\"\n{network}{control}",
+                    node = node_keys(n),
+                    network = network_keys(n),
+                    ca = community.ca_dir().join("ca.pem").display(),
+                    control = control_section(h),
+                ),
+            )
+            .unwrap();
+            let log = std::fs::File::create(cfg.with_extension("log")).unwrap();
+            let child = in_ns(h)
+                .arg(bin())
+                .arg("node")
+                .arg("--config")
+                .arg(&cfg)
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            nodes.push(ChildGuard(child));
+        }
+        nodes
     }
 }
 
@@ -110,57 +168,26 @@ fn control_section(ns: &str) -> String {
 }
 
 fn status_in(ns: &str) -> Option<serde_json::Value> {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            bin(),
-            "status",
-            "--json",
-            "--control",
-            &socket_of(ns),
-        ])
+    let out = in_ns(ns)
+        .arg(bin())
+        .args(["status", "--json", "--control", &socket_of(ns)])
         .output()
         .ok()?;
     serde_json::from_slice(&out.stdout).ok()
 }
 
 fn run_discovery(lan: &Lan, community: &Community, mode: &str) {
-    let mut nodes = Vec::new();
-    for (i, h) in lan.hosts.iter().enumerate() {
-        let n = i + 1;
-        let name = format!("{mode}-h{n}");
-        community.issue(&name);
-        let cfg = community.dir.path().join(format!("{name}.toml"));
-        std::fs::write(
-            &cfg,
+    let _nodes = lan.start_nodes(
+        community,
+        mode,
+        |_| String::new(),
+        |n| {
             format!(
-                "[node]\nname = \"{name}\"\ndata_dir = \"{name}-data\"\n[identity]\nca_cert = \"{ca}\"\ncert = \"{name}.pem\"\nkey = \"{name}.key\"\n\
-                 [network]\nlisten = \"10.71.0.{n}:47101\"\nbeacon_listen = \"0.0.0.0:47100\"\ndiscovery = \"{mode}\"\n\
-                 broadcast_to = \"10.71.0.255:47100\"\nmulticast_group = \"239.255.71.100:47100\"\n\
-                 multicast_interface = \"10.71.0.{n}\"\n{control}",
-                ca = community.ca_dir().join("ca.pem").display(),
-                control = control_section(h),
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(cfg.with_extension("log")).unwrap();
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                h,
-                bin(),
-                "node",
-                "--config",
-                cfg.to_str().unwrap(),
-            ])
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        nodes.push(ChildGuard(child));
-    }
+                "discovery = \"{mode}\"\nmulticast_group = \"239.255.71.100:47100\"\n\
+                 multicast_interface = \"10.71.0.{n}\"\n"
+            )
+        },
+    );
     for (i, h) in lan.hosts.iter().enumerate() {
         let found = wait_for(Duration::from_secs(10), || {
             status_in(h).is_some_and(|s| {
@@ -207,41 +234,25 @@ fn broadcast_and_multicast_discovery_between_namespaces() {
 /// Whether `nft` runs in host namespace `ns` (it needs the kernel's
 /// nf_tables too).
 fn nft_usable(ns: &str) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "list", "ruleset"])
+    let out = in_ns(ns)
+        .args(["nft", "list", "ruleset"])
         .output()
         .map_err(|e| format!("ip netns exec {ns} nft: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "nft list ruleset: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    succeeded(&out, "nft list ruleset")
 }
 
 /// Loads an nftables ruleset into host namespace `ns` (replacing our table).
 fn nft(ns: &str, rules: &str) -> Result<(), String> {
     use std::io::Write;
-    let _ = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "nft",
-            "delete",
-            "table",
-            "inet",
-            "lppspfault",
-        ])
+    let _ = in_ns(ns)
+        .args(["nft", "delete", "table", "inet", "lppspfault"])
         .stderr(std::process::Stdio::null())
         .status();
     if rules.is_empty() {
         return Ok(());
     }
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "-f", "-"])
+    let mut child = in_ns(ns)
+        .args(["nft", "-f", "-"])
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -256,14 +267,7 @@ fn nft(ns: &str, rules: &str) -> Result<(), String> {
         .write_all(text.as_bytes())
         .map_err(|e| format!("nft: {e}"))?;
     let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "nft: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    succeeded(&out, "nft")
 }
 
 fn peer_count(ns: &str) -> usize {
@@ -278,8 +282,9 @@ fn price_in(ns: &str) -> Option<String> {
 
 /// A W2 job submitted on host `ns`: (success, last event).
 fn w2_in(ns: &str, range: u64, samples: u64) -> (bool, serde_json::Value) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, bin(), "submit", "--json"])
+    let out = in_ns(ns)
+        .arg(bin())
+        .args(["submit", "--json"])
         .args(["--control", &socket_of(ns)])
         .args(w2_args(range, samples))
         .output()
@@ -302,33 +307,12 @@ fn loss_and_a_healed_partition_between_namespaces() {
     }
     let community = Community::new();
     let roles = ["client", "compute", "compute"];
-    let mut nodes = Vec::new();
-    for (i, h) in lan.hosts.iter().enumerate() {
-        let n = i + 1;
-        let name = format!("fault-h{n}");
-        community.issue(&name);
-        let cfg = community.dir.path().join(format!("{name}.toml"));
-        std::fs::write(
-            &cfg,
-            format!(
-                "[node]\nname = \"{name}\"\ndata_dir = \"{name}-data\"\nrole = \"{role}\"\n[identity]\nca_cert = \"{ca}\"\ncert = \"{name}.pem\"\nkey = \"{name}.key\"\n\
-                 [network]\nlisten = \"10.71.0.{n}:47101\"\nbeacon_listen = \"0.0.0.0:47100\"\ndiscovery = \"broadcast\"\n\
-                 broadcast_to = \"10.71.0.255:47100\"\n{control}",
-                role = roles[i],
-                ca = community.ca_dir().join("ca.pem").display(),
-                control = control_section(h),
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(cfg.with_extension("log")).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", h, bin(), "node", "--config"])
-            .arg(&cfg)
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        nodes.push(ChildGuard(child));
-    }
+    let _nodes = lan.start_nodes(
+        &community,
+        "fault",
+        |n| format!("role = \"{}\"\n", roles[n - 1]),
+        |_| "discovery = \"broadcast\"\n".into(),
+    );
     let hosts = &lan.hosts;
     let all_see_all = |within: u64| {
         wait_for(Duration::from_secs(within), || {

@@ -160,6 +160,60 @@ pub fn lower_median(mut values: Vec<u64>) -> Option<u64> {
     values.get((values.len() - 1) / 2).copied()
 }
 
+/// Each node's mean granted work in one job (MFLOPS x microseconds per
+/// task), kept in order: the job's reference work is asked for on every
+/// counted result, and answering it from this costs a binary search (an
+/// update, a shift of the entries above it) instead of collecting and
+/// sorting every node's mean into a new vector.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WorkMeans {
+    /// One entry per node with a counted result, ascending.
+    sorted: Vec<u64>,
+}
+
+impl WorkMeans {
+    /// What [`lower_median`] returns for the kept means with one entry
+    /// equal to `old` replaced by `new` (`old` absent or not kept: `new`
+    /// added): the reference work while a node's result is weighed, with
+    /// that node's mean counting the result.
+    pub(crate) fn lower_median_replacing(&self, old: Option<u64>, new: u64) -> u64 {
+        // The other nodes' means are `sorted` without the entry at `skip`
+        // (equal entries are interchangeable, so any one of them will do).
+        let skip = old.and_then(|o| self.sorted.binary_search(&o).ok());
+        let others = self.sorted.len() - usize::from(skip.is_some());
+        let other = |i: usize| {
+            let at = match skip {
+                Some(s) if i >= s => i + 1,
+                _ => i,
+            };
+            self.sorted.get(at).copied()
+        };
+        // The lower median of `others + 1` values sits at index
+        // `others / 2`: `new` itself, unless the others' values around that
+        // index push it up or down.
+        let k = others / 2;
+        let mut median = new;
+        if k < others {
+            if let Some(above) = other(k) {
+                median = median.min(above);
+            }
+        }
+        if let Some(below) = k.checked_sub(1).and_then(other) {
+            median = median.max(below);
+        }
+        median
+    }
+
+    /// A node's mean changed from `old` (`None`: its first result) to `new`.
+    pub(crate) fn replace(&mut self, old: Option<u64>, new: u64) {
+        if let Some(at) = old.and_then(|o| self.sorted.binary_search(&o).ok()) {
+            self.sorted.remove(at);
+        }
+        let at = self.sorted.partition_point(|&m| m < new);
+        self.sorted.insert(at, new);
+    }
+}
+
 /// The charge for a result under `terms`: see the module doc. `claimed`
 /// is the report's (power, micros); `granted_us` the time the slot clocks
 /// allowed; `reference_work` the job's median work per task (MFLOPS x

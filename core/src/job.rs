@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
-use crate::charge::{self, Granted, PlacementTerms, Promise, SlotClocks};
+use crate::charge::{self, Granted, PlacementTerms, Promise, SlotClocks, WorkMeans};
 use crate::component::scheduler::{Constraints, PendingTask, Plan, Unplaced};
 use crate::money::{Bounty, Price};
 use crate::node_id::NodeId;
@@ -214,6 +214,14 @@ pub struct NodeTally {
     pub disagreed: u64,
 }
 
+impl NodeTally {
+    /// Mean work granted per task, once a task was counted.
+    #[must_use]
+    pub fn mean_work(&self) -> Option<u64> {
+        self.work.checked_div(self.tasks_done)
+    }
+}
+
 /// A snapshot for progress display.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
@@ -332,6 +340,8 @@ pub struct JobTracker {
     retries: u64,
     duplicates: u64,
     tallies: BTreeMap<NodeId, NodeTally>,
+    /// Every tally's `mean_work`, in order, for the reference work.
+    work_means: WorkMeans,
     /// Refusals per reason in the latest round, for "why is it waiting".
     refusals: BTreeMap<RefuseReason, u64>,
     unplaced: BTreeMap<Unplaced, u64>,
@@ -396,6 +406,7 @@ impl JobTracker {
             retries: 0,
             duplicates: 0,
             tallies: BTreeMap::new(),
+            work_means: WorkMeans::default(),
             refusals: BTreeMap::new(),
             unplaced: BTreeMap::new(),
             outcome: None,
@@ -825,11 +836,12 @@ impl JobTracker {
                     power,
                     micros,
                     granted_us,
-                    reference,
+                    Some(reference),
                     self.unreserved(),
                 );
                 self.spent = self.spent.checked_add(granted.charge).unwrap_or(self.spent);
                 let tally = self.tallies.entry(node).or_default();
+                let old_mean = tally.mean_work();
                 tally.tasks_done += 1;
                 tally.micros = tally.micros.saturating_add(granted.micros);
                 tally.work = tally
@@ -839,6 +851,9 @@ impl JobTracker {
                     .charged
                     .checked_add(granted.charge)
                     .unwrap_or(tally.charged);
+                if let Some(mean) = tally.mean_work() {
+                    self.work_means.replace(old_mean, mean);
+                }
                 self.pending.remove(&task);
                 let mut input = None;
                 if let Some(t) = self.tasks.get_mut(task as usize) {
@@ -865,19 +880,16 @@ impl JobTracker {
     /// lower median, over the nodes that ran its tasks, of each node's mean
     /// granted work, counting a result of `work_power` x `work_micros` on
     /// `node` now. One node's claims cannot move it while another node's
-    /// measurements stand beside them.
-    fn reference_work(&self, node: NodeId, work_power: u64, work_micros: u64) -> Option<u64> {
+    /// measurements stand beside them. Costs a binary search over the
+    /// kept means: it is asked for on every counted result.
+    #[must_use]
+    pub fn reference_work(&self, node: NodeId, work_power: u64, work_micros: u64) -> u64 {
         let this = work_power.saturating_mul(work_micros);
-        let mut means: Vec<u64> = self
-            .tallies
-            .iter()
-            .filter(|(n, t)| **n != node && t.tasks_done > 0)
-            .map(|(_, t)| t.work / t.tasks_done)
-            .collect();
         let own = self.tallies.get(&node);
         let (own_work, own_tasks) = own.map_or((0, 0), |t| (t.work, t.tasks_done));
-        means.push(own_work.saturating_add(this) / own_tasks.saturating_add(1));
-        charge::lower_median(means)
+        let own_mean = own_work.saturating_add(this) / own_tasks.saturating_add(1);
+        self.work_means
+            .lower_median_replacing(own.and_then(NodeTally::mean_work), own_mean)
     }
 
     /// Every task has a result: integrate here, or ask the integrator.

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use lppsp_core::charge::{Promise, CLOCK_SLACK_MS, MAX_SLOT_CLOCKS};
+use lppsp_core::charge::{lower_median, Promise, CLOCK_SLACK_MS, MAX_SLOT_CLOCKS};
 use lppsp_core::component::{Placement, Plan};
 use lppsp_core::job::{JobCommand, JobSpec, JobTracker, ResultOutcome, TaskReport};
 use lppsp_core::money::{self, Bounty, Price};
@@ -206,5 +206,122 @@ proptest! {
                 prop_assert!(*micros <= slots * wall, "{micros} us on {slots} slots in {wall} us");
             }
         }
+    }
+}
+
+/// The job's reference work as first defined: every other node's mean
+/// granted work, and this node's counting a result of `power` x `micros`,
+/// collected and sorted for their lower median.
+fn reference_by_sorting(t: &JobTracker, node: NodeId, power: u64, micros: u64) -> Option<u64> {
+    let mut means: Vec<u64> = t
+        .tallies()
+        .iter()
+        .filter(|(n, tally)| **n != node && tally.tasks_done > 0)
+        .map(|(_, tally)| tally.work / tally.tasks_done)
+        .collect();
+    let (work, tasks) = t
+        .tallies()
+        .get(&node)
+        .map_or((0, 0), |tally| (tally.work, tally.tasks_done));
+    means.push(work.saturating_add(power.saturating_mul(micros)) / tasks.saturating_add(1));
+    lower_median(means)
+}
+
+/// A result of task `task` from the node it was placed on, `wait_ms`
+/// after the previous step; `probe` is a result size to ask the
+/// reference work for, from every node.
+#[derive(Debug, Clone)]
+struct Counted {
+    task: u64,
+    micros: u64,
+    power: u64,
+    wait_ms: u64,
+    probe: (u64, u64),
+}
+
+fn counted(tasks: u64) -> impl Strategy<Value = Counted> {
+    // Repeated values make nodes' means tie; huge ones saturate the work.
+    let claim = || {
+        prop_oneof![
+            Just(1_000u64),
+            0..5_000_000u64,
+            Just(u64::MAX),
+            any::<u64>()
+        ]
+    };
+    (0..tasks, claim(), claim(), 0..3_000u64, (claim(), claim())).prop_map(
+        |(task, micros, power, wait_ms, probe)| Counted {
+            task,
+            micros,
+            power,
+            wait_ms,
+            probe,
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The tracker keeps the nodes' means in order instead of sorting them
+    /// per result: whatever the results, its reference work stays what
+    /// sorting every node's mean gives, for every node and result size.
+    #[test]
+    fn reference_work_is_the_lower_median_of_the_nodes_means(
+        nodes in 1..12u8,
+        results in proptest::collection::vec(counted(64), 1..120),
+    ) {
+        let tasks = 64u64;
+        let mut t = JobTracker::new(JobSpec {
+            id: JobId(2),
+            client: id(CLIENT),
+            kernel: KernelName::new("w1-sum-squares").unwrap(),
+            inputs: (0..tasks).map(|i| Bytes::from(i.to_le_bytes().to_vec())).collect(),
+            budget: Bounty::from_micros(u64::MAX),
+            constraints: Default::default(),
+            max_attempts: 3,
+            task_timeout_ms: 1000,
+            est_task_micros: 1000,
+            verify: 1,
+        });
+        let placed_on = |task: u64| id(1 + (task % u64::from(nodes)) as u8);
+        let plan = Plan {
+            placements: (0..tasks).map(|task| Placement {
+                task,
+                node: placed_on(task),
+                result_to: id(CLIENT),
+                est_cost: Bounty::from_micros(1_000 * (task + 1)),
+            }).collect(),
+            unplaced: Vec::new(),
+        };
+        t.apply_plan(0, plan, Price::from_micros(1), promise_of);
+        let mut now = 0u64;
+        let mut counted_results = 0u64;
+        for r in results {
+            now += r.wait_ms;
+            // Node `nodes + 1` never ran a task: its mean is its first result.
+            for n in 1..=nodes + 1 {
+                let (power, micros) = r.probe;
+                prop_assert_eq!(
+                    Some(t.reference_work(id(n), power, micros)),
+                    reference_by_sorting(&t, id(n), power, micros),
+                    "node {} probing {} x {}", n, power, micros
+                );
+            }
+            let report = TaskReport {
+                node: placed_on(r.task),
+                task: r.task,
+                ok: true,
+                body: Bytes::from_static(b"r"),
+                micros: r.micros,
+                power: r.power,
+                held_by: None,
+            };
+            if matches!(t.on_result(now, report), ResultOutcome::Counted(_)) {
+                counted_results += 1;
+            }
+        }
+        let done: u64 = t.tallies().values().map(|tally| tally.tasks_done).sum();
+        prop_assert_eq!(done, counted_results);
     }
 }

@@ -159,6 +159,57 @@ impl Net {
         self.run(link);
     }
 
+    /// Node `i` opens a round for `units`, every member in its book;
+    /// nothing is delivered yet.
+    fn start_round(&mut self, i: usize, units: u64) {
+        let live = self.live(i, &all);
+        let now = self.now;
+        self.nodes[i]
+            .1
+            .propose(now, price(units), "test".into(), &live);
+    }
+
+    /// Delivers broadcasts until quiet, each only where
+    /// `gets_through(from, to, message)`; every book still lists everyone.
+    fn deliver_where(&mut self, gets_through: &dyn Fn(usize, usize, &Message) -> bool) {
+        loop {
+            let sent = self.drain();
+            if sent.is_empty() {
+                return;
+            }
+            for (from, msg) in sent {
+                let from_id = self.nodes[from].0;
+                for to in 0..self.nodes.len() {
+                    if to != from && gets_through(from, to, &msg) {
+                        let live = self.live(to, &all);
+                        let now = self.now;
+                        self.nodes[to].1.on_message(now, from_id, &msg, &live);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every node takes `msg` from node id `from` (a member of its book).
+    fn inject_all(&mut self, from: NodeId, msg: &Message) {
+        for to in 0..self.nodes.len() {
+            self.inject(to, from, msg);
+        }
+    }
+
+    /// Every node takes the Hand `state` from node id `from` (a member of
+    /// its book).
+    fn hand_to_all(&mut self, from: NodeId, state: Committed) {
+        for to in 0..self.nodes.len() {
+            let mut live = self.live(to, &all);
+            if !live.contains(&from) {
+                live.push(from);
+            }
+            let now = self.now;
+            self.nodes[to].1.on_peer_state(now, from, state, &live);
+        }
+    }
+
     /// Node `to` takes `msg` from node id `from` (a member of its book).
     fn inject(&mut self, to: usize, from: NodeId, msg: &Message) {
         let mut live = self.live(to, &all);
@@ -228,24 +279,8 @@ fn the_balancer_is_held_to_one_step_and_the_interval() {
 fn no_commit_without_every_live_vote_and_lost_datagrams_are_repeated() {
     let mut net = Net::new(3);
     // Node 3 hears no round message at first (its book still lists all).
-    let deaf3 = |_: usize, to: usize| to != 2;
-    let live = net.live(0, &all);
-    net.nodes[0].1.propose(0, price(2), "t".into(), &live);
-    loop {
-        let sent = net.drain();
-        if sent.is_empty() {
-            break;
-        }
-        for (from, msg) in sent {
-            for to in 0..3 {
-                if to != from && deaf3(from, to) {
-                    let live = net.live(to, &all);
-                    let from_id = net.nodes[from].0;
-                    net.nodes[to].1.on_message(0, from_id, &msg, &live);
-                }
-            }
-        }
-    }
+    net.start_round(0, 2);
+    net.deliver_where(&|_, to, _| to != 2);
     assert_eq!(net.prices(), [price(1); 3], "no unanimity yet");
     assert!(net.nodes[0].1.open_round().is_some());
     // The next tick repeats the Propose; now it gets through.
@@ -257,21 +292,8 @@ fn no_commit_without_every_live_vote_and_lost_datagrams_are_repeated() {
 fn a_member_still_in_the_book_blocks_the_round_until_it_expires() {
     let mut net = Net::new(3);
     // Node 3 is in every book but hears nothing.
-    let deaf3 = |_: usize, to: usize| to != 2;
-    let live = net.live(0, &all);
-    net.nodes[0].1.propose(0, price(2), "t".into(), &live);
-    for _ in 0..3 {
-        let sent = net.drain();
-        for (from, msg) in sent {
-            for to in 0..3 {
-                if to != from && deaf3(from, to) {
-                    let live = net.live(to, &all);
-                    let from_id = net.nodes[from].0;
-                    net.nodes[to].1.on_message(0, from_id, &msg, &live);
-                }
-            }
-        }
-    }
+    net.start_round(0, 2);
+    net.deliver_where(&|_, to, _| to != 2);
     assert_eq!(net.nodes[0].1.price(), price(1));
     // Node 3 expires from the books: the round completes without it.
     net.alive[2] = false;
@@ -283,10 +305,8 @@ fn a_member_still_in_the_book_blocks_the_round_until_it_expires() {
 fn concurrent_proposals_resolve_to_the_greater_epoch_and_proposer() {
     let mut net = Net::with_price(3, 10);
     // Nodes 1 and 3 propose at once, for the same epoch.
-    let live0 = net.live(0, &all);
-    let live2 = net.live(2, &all);
-    net.nodes[0].1.propose(0, price(11), "a".into(), &live0);
-    net.nodes[2].1.propose(0, price(9), "b".into(), &live2);
+    net.start_round(0, 11);
+    net.start_round(2, 9);
     net.run(&all);
     net.ticks(3, &all);
     // (1, node 3) > (1, node 1): node 3's price wins everywhere.
@@ -301,16 +321,14 @@ fn concurrent_proposals_resolve_to_the_greater_epoch_and_proposer() {
 fn a_no_vote_or_a_timeout_abandons_the_round() {
     let mut net = Net::new(2);
     // Node 2 is in the book and never hears anything.
-    let cut = |_: usize, _: usize| false;
+    net.start_round(0, 2);
     let live = net.live(0, &all);
-    net.nodes[0].1.propose(0, price(2), "t".into(), &live);
     for _ in 0..11 {
         net.now += TICK;
         let now = net.now;
         net.nodes[0].1.handle_timeout(now, &live);
         net.drain();
     }
-    let _ = cut;
     assert_eq!(net.prices(), [price(1); 2]);
     assert_eq!(net.nodes[0].1.stats().rounds_abandoned, 1);
     assert!(net.nodes[0]
@@ -438,17 +456,29 @@ fn every_node_resumed_from_one_stored_state_keeps_it() {
 
 const LIAR: u8 = 4;
 
+/// The liar's Propose of `units` for round `epoch`.
+fn liar_propose(epoch: u64, units: u64) -> Message {
+    Message::Propose {
+        epoch,
+        price: price(units),
+        proposer: id(LIAR),
+    }
+}
+
+/// The liar's Commit of `units` for round `epoch`.
+fn liar_commit(epoch: u64, units: u64) -> Message {
+    Message::Commit {
+        epoch,
+        price: price(units),
+        proposer: id(LIAR),
+    }
+}
+
 #[test]
 fn a_forged_commit_without_votes_is_refused() {
     let mut net = Net::with_price(3, 10);
-    let forged = Message::Commit {
-        epoch: 1,
-        price: price(1000),
-        proposer: id(LIAR),
-    };
-    for to in 0..3 {
-        net.inject(to, id(LIAR), &forged);
-    }
+    let forged = liar_commit(1, 1000);
+    net.inject_all(id(LIAR), &forged);
     net.run(&all);
     assert_eq!(net.prices(), [price(10); 3]);
     for to in 0..3 {
@@ -456,22 +486,12 @@ fn a_forged_commit_without_votes_is_refused() {
     }
     // A Commit of a round it did propose, but that not every member voted
     // for, is refused too: node 3 never hears the Propose.
-    let propose = Message::Propose {
-        epoch: 1,
-        price: price(11),
-        proposer: id(LIAR),
-    };
+    let propose = liar_propose(1, 11);
     net.inject(0, id(LIAR), &propose);
     net.inject(1, id(LIAR), &propose);
     net.run(&all);
-    let commit = Message::Commit {
-        epoch: 1,
-        price: price(11),
-        proposer: id(LIAR),
-    };
-    for to in 0..3 {
-        net.inject(to, id(LIAR), &commit);
-    }
+    let commit = liar_commit(1, 11);
+    net.inject_all(id(LIAR), &commit);
     net.run(&all);
     assert_eq!(net.prices(), [price(10); 3]);
     assert_eq!(net.refused(2, MemberRefusal::UnbackedCommit), 2);
@@ -486,12 +506,7 @@ fn a_hand_at_a_huge_epoch_moves_nothing_and_rounds_still_commit() {
         price: price(1000),
     };
     for _ in 0..20 {
-        for to in 0..3 {
-            let mut live = net.live(to, &all);
-            live.push(id(LIAR));
-            let now = net.now;
-            net.nodes[to].1.on_peer_state(now, id(LIAR), frozen, &live);
-        }
+        net.hand_to_all(id(LIAR), frozen);
         net.tick(&all);
     }
     assert_eq!(net.prices(), [price(10); 3]);
@@ -505,17 +520,9 @@ fn a_hand_at_a_huge_epoch_moves_nothing_and_rounds_still_commit() {
 #[test]
 fn a_propose_at_a_far_epoch_or_a_far_price_gets_no() {
     let mut net = Net::with_price(2, 10);
-    let jump = Message::Propose {
-        epoch: 2,
-        price: price(11),
-        proposer: id(LIAR),
-    };
+    let jump = liar_propose(2, 11);
     net.inject(0, id(LIAR), &jump);
-    let far = Message::Propose {
-        epoch: 1,
-        price: price(1000),
-        proposer: id(LIAR),
-    };
+    let far = liar_propose(1, 1000);
     net.inject(1, id(LIAR), &far);
     let votes: Vec<(usize, Message)> = net.drain();
     assert!(votes
@@ -532,23 +539,9 @@ fn a_liar_moves_the_price_at_most_one_step_per_interval() {
     // Node 4 proposes a step, and all vote yes: that is a legitimate round.
     let mut epoch = 1;
     let liar_round = |net: &mut Net, epoch: u64, to: u64| {
-        let propose = Message::Propose {
-            epoch,
-            price: price(to),
-            proposer: id(LIAR),
-        };
-        for i in 0..3 {
-            net.inject(i, id(LIAR), &propose);
-        }
+        net.inject_all(id(LIAR), &liar_propose(epoch, to));
         net.run(&all);
-        let commit = Message::Commit {
-            epoch,
-            price: price(to),
-            proposer: id(LIAR),
-        };
-        for i in 0..3 {
-            net.inject(i, id(LIAR), &commit);
-        }
+        net.inject_all(id(LIAR), &liar_commit(epoch, to));
         net.run(&all);
     };
     liar_round(&mut net, epoch, 11);
@@ -571,22 +564,12 @@ fn a_liar_moves_the_price_at_most_one_step_per_interval() {
 fn two_prices_for_one_round_are_refused() {
     let mut net = Net::with_price(2, 10);
     for p in [11, 9] {
-        let propose = Message::Propose {
-            epoch: 1,
-            price: price(p),
-            proposer: id(LIAR),
-        };
-        net.inject(0, id(LIAR), &propose);
+        net.inject(0, id(LIAR), &liar_propose(1, p));
     }
     net.drain();
     assert_eq!(net.refused(0, MemberRefusal::Equivocation), 1);
     // A Commit of either price is not adopted: node 1 no longer backs it.
-    let commit = Message::Commit {
-        epoch: 1,
-        price: price(11),
-        proposer: id(LIAR),
-    };
-    net.inject(0, id(LIAR), &commit);
+    net.inject(0, id(LIAR), &liar_commit(1, 11));
     assert_eq!(net.nodes[0].1.price(), price(10));
 }
 
@@ -594,8 +577,7 @@ fn two_prices_for_one_round_are_refused() {
 fn votes_bind_their_price_and_late_or_repeated_votes_change_nothing() {
     let mut net = Net::with_price(3, 10);
     // Node 1's round; node 3 hears nothing yet, so no commit.
-    let live = net.live(0, &all);
-    net.nodes[0].1.propose(0, price(11), "t".into(), &live);
+    net.start_round(0, 11);
     let propose = net.drain();
     for (_, msg) in &propose {
         let live = net.live(1, &all);
@@ -639,10 +621,8 @@ fn votes_bind_their_price_and_late_or_repeated_votes_change_nothing() {
         price: price(1000),
         yes: true,
     };
-    for to in 0..3 {
-        net.inject(to, id(LIAR), &late);
-        net.inject(to, id(LIAR), &phantom);
-    }
+    net.inject_all(id(LIAR), &late);
+    net.inject_all(id(LIAR), &phantom);
     net.ticks(3, &all);
     assert_eq!(net.prices(), [price(11); 3]);
 }
@@ -651,25 +631,10 @@ fn votes_bind_their_price_and_late_or_repeated_votes_change_nothing() {
 fn a_commit_is_adopted_once_a_missing_vote_shows_in_a_hand() {
     let mut net = Net::with_price(3, 10);
     // Node 3 never hears node 2's vote, nor the Commit.
-    let lossy = |from: usize, to: usize| !(to == 2 && from == 1);
-    let live = net.live(0, &all);
-    net.nodes[0].1.propose(0, price(11), "t".into(), &live);
-    loop {
-        let sent = net.drain();
-        if sent.is_empty() {
-            break;
-        }
-        for (from, msg) in sent {
-            for to in 0..3 {
-                let commit_to_3 = to == 2 && matches!(msg, Message::Commit { .. });
-                if to != from && lossy(from, to) && !commit_to_3 {
-                    let live = net.live(to, &all);
-                    let from_id = net.nodes[from].0;
-                    net.nodes[to].1.on_message(0, from_id, &msg, &live);
-                }
-            }
-        }
-    }
+    net.start_round(0, 11);
+    net.deliver_where(&|from, to, msg| {
+        to != 2 || (from != 1 && !matches!(msg, Message::Commit { .. }))
+    });
     assert_eq!(net.prices(), [price(11), price(11), price(10)]);
     // The next Hands say nodes 1 and 2 hold the round: node 3 adopts it.
     net.tick(&all);
@@ -688,12 +653,7 @@ fn a_liar_holding_another_state_cannot_pull_the_others_to_it() {
     };
     for _ in 0..30 {
         let state = lie(&net);
-        for to in 0..3 {
-            let mut live = net.live(to, &all);
-            live.push(id(LIAR));
-            let now = net.now;
-            net.nodes[to].1.on_peer_state(now, id(LIAR), state, &live);
-        }
+        net.hand_to_all(id(LIAR), state);
         net.tick(&all);
     }
     // Reconciliation rounds may be opened (a member can always cost a
@@ -771,25 +731,20 @@ proptest! {
             let epoch = |e: u64| if e < 4 { net.nodes[0].1.committed().epoch + e } else { e };
             match l {
                 Lie::Propose(e, p) => {
-                    let m = Message::Propose { epoch: epoch(e), price: price(p), proposer: id(LIAR) };
-                    for to in 0..3 { net.inject(to, id(LIAR), &m); }
+                    let m = liar_propose(epoch(e), p);
+                    net.inject_all(id(LIAR), &m);
                 }
                 Lie::Commit(e, p) => {
-                    let m = Message::Commit { epoch: epoch(e), price: price(p), proposer: id(LIAR) };
-                    for to in 0..3 { net.inject(to, id(LIAR), &m); }
+                    let m = liar_commit(epoch(e), p);
+                    net.inject_all(id(LIAR), &m);
                 }
                 Lie::Vote(e, who, p, yes) => {
                     let m = Message::Vote { epoch: epoch(e), proposer: id(who), price: price(p), yes };
-                    for to in 0..3 { net.inject(to, id(LIAR), &m); }
+                    net.inject_all(id(LIAR), &m);
                 }
                 Lie::Hand(e, p) => {
                     let state = Committed { epoch: epoch(e), proposer: Some(id(LIAR)), price: price(p) };
-                    for to in 0..3 {
-                        let mut live = net.live(to, &all);
-                        live.push(id(LIAR));
-                        let now = net.now;
-                        net.nodes[to].1.on_peer_state(now, id(LIAR), state, &live);
-                    }
+                    net.hand_to_all(id(LIAR), state);
                 }
                 Lie::Wait(ms) => net.now += ms,
             }
