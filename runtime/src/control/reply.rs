@@ -543,7 +543,7 @@ mod tests {
                     progress: None,
                     placements: None,
                     elapsed_s: None,
-                    max_price: Some(price),
+                    max_price: None,
                 }],
             },
             integrator: IntegratorStatus { jobs: 0, bytes: 0 },
