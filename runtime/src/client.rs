@@ -819,33 +819,29 @@ impl Client {
                 self.finished
                     .push_back(job_summary(id, &job.tracker, state, elapsed));
                 let kernel = job.tracker.spec().kernel.clone();
+                // The job's result, integrated here or by its integrator.
+                let done = |result: &[u8], integrated_by, progress, nodes| {
+                    JobEvent::Done(JobDone {
+                        job: id.to_string(),
+                        result: self.executor.render(&kernel, result),
+                        result_hex: hex_short(result),
+                        elapsed_s: elapsed,
+                        progress,
+                        nodes,
+                        integrated_by,
+                    })
+                };
                 let v = match outcome {
                     JobOutcome::Integrated(result) => {
                         info!(job = %id, elapsed_s = elapsed, spent = %progress.spent, "job done (integrated by the scheduler's node)");
-                        JobEvent::Done(JobDone {
-                            job: id.to_string(),
-                            result: self.executor.render(&kernel, &result),
-                            result_hex: hex_short(&result),
-                            elapsed_s: elapsed,
-                            progress,
-                            nodes,
-                            integrated_by: job.tracker.integrator(),
-                        })
+                        done(&result, job.tracker.integrator(), progress, nodes)
                     }
                     JobOutcome::Done(results) => {
                         let refs: Vec<&[u8]> = results.iter().map(|r| r.as_ref()).collect();
                         match self.executor.reduce(&kernel, &refs) {
                             Ok(result) => {
                                 info!(job = %id, elapsed_s = elapsed, spent = %progress.spent, "job done");
-                                JobEvent::Done(JobDone {
-                                    job: id.to_string(),
-                                    result: self.executor.render(&kernel, &result),
-                                    result_hex: hex_short(&result),
-                                    elapsed_s: elapsed,
-                                    progress,
-                                    nodes,
-                                    integrated_by: None,
-                                })
+                                done(&result, None, progress, nodes)
                             }
                             Err(e) => JobEvent::Failed(JobFailed {
                                 job: id.to_string(),
