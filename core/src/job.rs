@@ -26,6 +26,7 @@ use crate::charge::{self, Granted, PlacementTerms, Promise, SlotClocks, WorkMean
 use crate::component::scheduler::{Constraints, PendingTask, Plan, Unplaced};
 use crate::money::{Bounty, Price};
 use crate::node_id::NodeId;
+use crate::wire::headers::{ResultHeaders, TaskHeaders};
 use crate::wire::{Body, Frame, JobId, KernelName, Message, RefuseReason};
 
 /// What a job is.
@@ -72,8 +73,14 @@ pub enum JobCommand {
 
 impl JobCommand {
     /// The node this command is for, and the frame that carries it, at
-    /// `price`: what both the runtime and the simulator send.
-    pub fn into_frame(self, job: JobId, kernel: &KernelName, price: Price) -> (NodeId, Frame) {
+    /// `price`; a task carries the job's `fuel_limit`, if it has one.
+    pub fn into_frame(
+        self,
+        job: JobId,
+        kernel: &KernelName,
+        price: Price,
+        fuel_limit: Option<u64>,
+    ) -> (NodeId, Frame) {
         match self {
             JobCommand::Place {
                 node,
@@ -86,11 +93,12 @@ impl JobCommand {
                     task,
                     kernel: kernel.clone(),
                 };
-                let mut frame = Frame::new(price, message).with_body(Body::from_bytes(input));
-                if let Some(r) = result_to {
-                    frame = frame.with_header("Result-To", r.to_string());
-                }
-                (node, frame)
+                let frame = Frame::new(price, message).with_body(Body::from_bytes(input));
+                let headers = TaskHeaders {
+                    result_to,
+                    fuel_limit,
+                };
+                (node, headers.write(frame))
             }
             JobCommand::Cancel { node, task } => (
                 node,
@@ -174,16 +182,16 @@ impl TaskReport {
         frame: Frame,
         promised: impl FnOnce(&NodeId) -> u64,
     ) -> Option<(TaskReport, Option<u64>)> {
-        let (node, held_by) = match frame.headers.get("Worker") {
-            Some(w) => (w.parse::<NodeId>().ok()?, Some(sender)),
+        let headers = ResultHeaders::read(&frame.headers).ok()?;
+        let (node, held_by) = match headers.worker {
+            Some(w) => (w, Some(sender)),
             None => (sender, None),
         };
-        let number = |name: &str| frame.headers.get(name).and_then(|v| v.parse::<u64>().ok());
-        let micros = number("Elapsed-Us").unwrap_or(0);
+        let micros = headers.elapsed_us.unwrap_or(0);
         // The claim as made: the tracker caps it at the promise the node
         // made when the task was placed, and counts a claim above it.
-        let power = number("Power").unwrap_or_else(|| promised(&node));
-        let fuel = number("Fuel");
+        let power = headers.power.unwrap_or_else(|| promised(&node));
+        let fuel = headers.fuel;
         let body = frame.body.map(|b| b.to_bytes()).unwrap_or_default();
         let report = TaskReport {
             node,

@@ -20,6 +20,7 @@ pub mod curves;
 pub mod job;
 pub mod market;
 pub mod money;
+pub mod node;
 pub mod node_id;
 pub mod registry;
 pub mod sharing;

@@ -25,7 +25,7 @@ use tracing::{debug, warn};
 
 /// Settle open meters at least this often, so a long job's payees are not
 /// owed an unbounded amount (Golem's debit notes do the same).
-pub const SETTLE_EVERY_MS: u64 = 10_000;
+pub use lppsp_core::node::defaults::SETTLE_EVERY_MS;
 /// Send an unacknowledged receipt again after this long.
 pub const RESEND_AFTER_MS: u64 = 5_000;
 

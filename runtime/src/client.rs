@@ -2,21 +2,20 @@
 //! placed by the configured scheduler onto peers from the book, tracked by
 //! the core job state machine, and integrated with the executor's reduce.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lppsp_core::book::Book;
-use lppsp_core::component::{
-    Constraints, Executor, PeerView, PlacementRequest, Scheduler, Transport,
-};
-use lppsp_core::job::{
-    JobCommand, JobFailure, JobOutcome, JobSpec, JobTracker, NodeTally, ResultOutcome, TaskReport,
-};
+use lppsp_core::component::{Constraints, Executor, Scheduler, Transport};
+use lppsp_core::job::{JobFailure, JobOutcome, JobSpec, JobTracker, NodeTally};
 use lppsp_core::money::{Bounty, Price};
-use lppsp_core::wire::{Arch, Body, Frame, JobId, KernelName, Message};
+use lppsp_core::node::client::{Client as CoreClient, ClientEvent, ClientJob};
+use lppsp_core::node::defaults;
+use lppsp_core::node::placement::PeerViews;
+use lppsp_core::wire::{Arch, Frame, JobId, KernelName, Message};
 use lppsp_core::NodeId;
 use lppsp_ledger::TaskCharge;
 use serde::{Deserialize, Serialize};
@@ -35,10 +34,6 @@ use crate::refusals::MemberRefusals;
 pub const MAX_TASKS: u64 = 10_000_000;
 /// Most input bytes one job may hold in memory.
 pub const MAX_JOB_BYTES: u64 = 4 << 30;
-/// Work kept queued per slot on a compute node, so that slots never wait
-/// for a round trip; short tasks get a deeper pipeline.
-const QUEUED_WORK_PER_SLOT: Duration = Duration::from_millis(20);
-const MAX_PIPELINE_PER_SLOT: u64 = 512;
 
 /// How a job's task inputs are given.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -150,13 +145,13 @@ impl InputSpec {
 }
 
 fn default_attempts() -> u32 {
-    3
+    defaults::MAX_ATTEMPTS
 }
 fn default_task_timeout() -> u64 {
-    600
+    defaults::TASK_TIMEOUT_S
 }
 fn default_est_ms() -> u64 {
-    10
+    defaults::EST_TASK_MS
 }
 
 /// A job as `lppsp submit` sends it.
@@ -206,18 +201,12 @@ pub struct SubmitRequest {
 }
 
 fn default_verify() -> u32 {
-    1
+    defaults::VERIFY
 }
 
-struct ClientJob {
-    tracker: JobTracker,
-    /// The job's user code, sent once to each node that runs or
-    /// integrates its tasks.
-    module: Option<Bytes>,
-    module_sent: std::collections::HashSet<NodeId>,
-    fuel: Option<u64>,
-    /// Its tasks are placed only while the market price is at most this.
-    max_price: Option<Price>,
+/// What the runtime keeps of a job beside the core's [`ClientJob`]: its
+/// submitter's channel and clock, and where its results are kept.
+struct JobIo {
     subscriber: mpsc::Sender<serde_json::Value>,
     started: Instant,
     last_progress: Option<Instant>,
@@ -230,16 +219,14 @@ pub struct Client {
     /// Results and claims refused from members, counted.
     refusals: MemberRefusals,
     me: NodeId,
-    jobs: BTreeMap<JobId, ClientJob>,
+    /// The jobs and their placement: the node's sans-IO client.
+    core: CoreClient,
+    io: BTreeMap<JobId, JobIo>,
     links: Links,
     scheduler: Box<dyn Scheduler>,
+    views: PeerViews,
     executor: Arc<dyn Executor>,
     job_seq: u64,
-    /// Nodes whose link failed, held out of placement until the given
-    /// monotonic ms: the book keeps a dead node until it expires, and
-    /// placing on it would only spend the tasks' retries.
-    down: HashMap<NodeId, u64>,
-    down_ms: u64,
     /// Bounty spent by finished jobs.
     pub spent: Bounty,
     /// Charges counted since the driver last took them, for its accounts.
@@ -248,6 +235,8 @@ pub struct Client {
     job_ended: bool,
     /// The latest finished jobs, newest last, for status (bounded).
     finished: VecDeque<JobSummary>,
+    /// Answers for the submitters of jobs that just ended.
+    finished_events: Vec<(JobId, JobEvent)>,
     /// Where accepted jobs are recorded until they end.
     journal: Option<JobJournal>,
 }
@@ -266,22 +255,23 @@ impl Client {
         executor: Arc<dyn Executor>,
         net_tx: mpsc::Sender<NetEvent>,
         seed: u64,
-        down_ms: u64,
+        hold_ms: u64,
     ) -> Self {
         Self {
             refusals: MemberRefusals::default(),
             me,
-            jobs: BTreeMap::new(),
+            core: CoreClient::new(me, hold_ms),
+            io: BTreeMap::new(),
             links: Links::new(transport, net_tx),
             scheduler,
+            views: PeerViews::default(),
             executor,
             job_seq: seed,
-            down: HashMap::new(),
-            down_ms,
             spent: Bounty::ZERO,
             metered: Vec::new(),
             job_ended: false,
             finished: VecDeque::new(),
+            finished_events: Vec::new(),
             journal: None,
         }
     }
@@ -292,7 +282,7 @@ impl Client {
     }
 
     pub fn active_jobs(&self) -> usize {
-        self.jobs.len()
+        self.core.len()
     }
 
     /// Charges counted since the last call.
@@ -308,13 +298,12 @@ impl Client {
     /// Running jobs, then the latest finished ones: progress (done of
     /// total, spent), placements per node, elapsed time.
     pub fn jobs_status(&self) -> Vec<JobSummary> {
-        let running = self.jobs.iter().map(|(id, j)| {
-            let mut v = job_summary(
-                *id,
-                &j.tracker,
-                JobState::Running,
-                j.started.elapsed().as_secs_f64(),
-            );
+        let running = self.core.jobs().map(|(id, j)| {
+            let elapsed = self
+                .io
+                .get(id)
+                .map_or(0.0, |io| io.started.elapsed().as_secs_f64());
+            let mut v = job_summary(*id, &j.tracker, JobState::Running, elapsed);
             v.max_price = j.max_price;
             v
         });
@@ -323,7 +312,7 @@ impl Client {
             .journal
             .iter()
             .flat_map(|j| j.unfinished())
-            .filter(|id| !self.jobs.contains_key(id))
+            .filter(|id| !self.core.contains(id))
             .map(|id| JobSummary {
                 job: id.to_string(),
                 state: JobState::Unfinished,
@@ -348,27 +337,18 @@ impl Client {
     /// `price` (demand the compute nodes' queues do not show yet): a job
     /// whose maximum price is below it waits and is no demand.
     pub fn pending(&self, price: Price) -> u64 {
-        self.jobs
-            .values()
-            .filter(|j| lppsp_core::curves::buys_at(j.max_price, price))
-            .map(|j| j.tracker.pending_count())
-            .sum()
+        self.core.pending(price)
     }
 
     /// Tasks this client has queued or running in the pool.
     pub fn in_pool(&self) -> u64 {
-        self.jobs
-            .values()
-            .map(|j| {
-                let p = j.tracker.progress();
-                p.in_flight + p.pending
-            })
-            .sum()
+        self.core.in_pool()
     }
 
     /// Accepts a job; replies go to `reply` until it finishes.
     pub async fn submit(
         &mut self,
+        now_ms: u64,
         req: SubmitRequest,
         reply: mpsc::Sender<serde_json::Value>,
         balance: Bounty,
@@ -382,8 +362,7 @@ impl Client {
                     let journal = self.journal.as_ref()?;
                     Some((id, journal.load(id)?))
                 });
-                let Some((old, stored)) = stored.filter(|(id, _)| !self.jobs.contains_key(id))
-                else {
+                let Some((old, stored)) = stored.filter(|(id, _)| !self.core.contains(id)) else {
                     let msg = format!("no unfinished job {text} in this node's journal");
                     let _ = reply.send(fail(msg)).await;
                     return;
@@ -495,14 +474,14 @@ impl Client {
             max_price: req.max_price,
         });
         let _ = reply.send(reply_json(&accepted)).await;
-        self.jobs.insert(
+        let mut job = ClientJob::with_tracker(tracker, now_ms);
+        job.module = module.map(|(_, code)| code);
+        job.fuel = req.fuel;
+        job.max_price = req.max_price;
+        self.core.submit(job);
+        self.io.insert(
             id,
-            ClientJob {
-                tracker,
-                module: module.map(|(_, code)| code),
-                module_sent: std::collections::HashSet::new(),
-                fuel: req.fuel,
-                max_price: req.max_price,
+            JobIo {
                 subscriber: reply,
                 started: Instant::now(),
                 last_progress: None,
@@ -548,213 +527,117 @@ impl Client {
 
     /// Handles a frame from a compute node or an integrator.
     pub fn on_frame(&mut self, now_ms: u64, peer: NodeId, frame: Frame, book: &Book) {
-        match frame.message {
-            Message::Result { job, task, ok } => {
-                let Some(j) = self.jobs.get_mut(&job) else {
-                    return;
-                };
-                let Some((report, fuel)) =
-                    TaskReport::from_result_frame(peer, task, ok, frame, |worker| {
-                        book.peer(worker).map(|p| p.power).unwrap_or(0)
-                    })
-                else {
-                    return;
-                };
-                let payee = report.node;
-                let kept = (j.results.is_some() && report.held_by.is_none() && report.ok)
-                    .then(|| report.body.clone());
-                match j.tracker.on_result(now_ms, report) {
-                    ResultOutcome::Counted(granted) => {
-                        if let (Some(log), Some(body)) = (&mut j.results, kept) {
-                            log.append(task, &body);
-                        }
-                        for reason in granted.cuts.reasons() {
-                            self.refusals.refuse(
-                                payee,
-                                reason,
-                                &format_args!("job {job} task {task}"),
-                            );
-                        }
-                        self.metered
-                            .push(TaskCharge::granted(job, payee, &granted, fuel));
+        if !matches!(
+            frame.message,
+            Message::Result { .. }
+                | Message::Integrated { .. }
+                | Message::Accept { .. }
+                | Message::Refuse { .. }
+        ) {
+            return debug!(%peer, kind = frame.message.kind(), "unexpected frame on a client link");
+        }
+        self.core.handle_frame(now_ms, peer, frame, |worker| {
+            book.peer(worker).map(|p| p.power).unwrap_or(0)
+        });
+        self.drain_events();
+    }
+
+    /// What the core client reported: charges to meter, results to keep,
+    /// members' faults to count, finished jobs to answer.
+    fn drain_events(&mut self) {
+        while let Some(event) = self.core.poll_event() {
+            match event {
+                ClientEvent::Counted {
+                    job,
+                    task,
+                    payee,
+                    granted,
+                    fuel,
+                    body,
+                } => {
+                    let log = self.io.get_mut(&job).and_then(|io| io.results.as_mut());
+                    if let (Some(log), Some(body)) = (log, body) {
+                        log.append(task, &body);
                     }
-                    ResultOutcome::Ignored(why) => {
-                        if let Some(reason) = why.member_fault() {
-                            self.refusals.refuse(
-                                peer,
-                                reason,
-                                &format_args!("job {job} task {task}"),
-                            );
-                        }
-                    }
-                    ResultOutcome::Failed => {}
+                    self.metered
+                        .push(TaskCharge::granted(job, payee, &granted, fuel));
                 }
-            }
-            Message::Integrated { job, ok } => {
-                if let Some(j) = self.jobs.get_mut(&job) {
-                    let body = frame.body.map(|b| b.to_bytes()).unwrap_or_default();
-                    let result = if ok {
-                        Ok(body)
-                    } else {
-                        let why = String::from_utf8_lossy(&body).into_owned();
-                        warn!(%job, integrator = %peer, error = %why, "integration failed; integrating here");
-                        Err(why)
-                    };
-                    j.tracker.on_integrated(peer, result);
+                ClientEvent::MemberFault {
+                    peer,
+                    reason,
+                    job,
+                    task,
+                } => self
+                    .refusals
+                    .refuse(peer, reason, &format_args!("job {job} task {task}")),
+                ClientEvent::Refused {
+                    peer,
+                    job,
+                    task,
+                    reason,
+                } => debug!(%peer, %job, task, reason = reason.as_str(), "task refused"),
+                ClientEvent::IntegrationFailed {
+                    job,
+                    integrator,
+                    why,
+                } => {
+                    warn!(%job, %integrator, error = %why, "integration failed; integrating here")
                 }
-            }
-            Message::Accept { job, task } => {
-                if let Some(j) = self.jobs.get_mut(&job) {
-                    j.tracker.on_accept(peer, task);
+                ClientEvent::Integrating { job, integrator } => {
+                    info!(%job, %integrator, "asking the integrator for the job result")
                 }
+                ClientEvent::Finished(job) => self.finish(*job),
             }
-            Message::Refuse { job, task, reason } => {
-                if let Some(j) = self.jobs.get_mut(&job) {
-                    debug!(%peer, %job, task, reason = reason.as_str(), "task refused");
-                    j.tracker.on_refuse(peer, task, reason);
-                }
-            }
-            other => debug!(%peer, kind = other.kind(), "unexpected frame on a client link"),
         }
     }
 
     /// The link to `peer` failed or closed: its tasks go elsewhere and it
     /// gets no new ones for a while.
     pub fn on_link_lost(&mut self, peer: NodeId, now_ms: u64) {
-        self.down.insert(peer, now_ms.saturating_add(self.down_ms));
-        self.on_node_lost(peer);
+        self.links.drop_link(&peer);
+        self.core.handle_link_lost(now_ms, peer);
     }
 
     /// `peer` (re)joined the book: a link failure before it left no longer
     /// keeps work from it.
     pub fn on_peer_joined(&mut self, peer: NodeId) {
-        self.down.remove(&peer);
+        self.core.handle_peer_joined(peer);
     }
 
     /// A compute node left the book or its connection closed.
     pub fn on_node_lost(&mut self, peer: NodeId) {
         self.links.drop_link(&peer);
-        for j in self.jobs.values_mut() {
-            // A new link may reach a restarted node without the module.
-            j.module_sent.remove(&peer);
-            j.tracker.on_node_lost(peer);
-        }
+        self.core.handle_node_lost(peer);
     }
 
     pub fn handle_timeout(&mut self, now_ms: u64) {
-        for j in self.jobs.values_mut() {
-            j.tracker.handle_timeout(now_ms);
-            if let Some(log) = &mut j.results {
+        self.core.handle_timeout(now_ms);
+        for io in self.io.values_mut() {
+            if let Some(log) = &mut io.results {
                 log.flush();
             }
         }
     }
 
-    fn peer_views(
-        &self,
-        now_ms: u64,
-        book: &Book,
-        tracker: &JobTracker,
-        price: Price,
-    ) -> Vec<PeerView> {
-        book.peers()
-            .filter(|p| p.id != self.me)
-            .filter(|p| self.down.get(&p.id).is_none_or(|until| now_ms >= *until))
-            .map(|p| {
-                let avg = tracker.avg_micros_on(&p.id);
-                let per_task = avg.unwrap_or_else(|| tracker.est_task_micros()).max(1);
-                let depth = (QUEUED_WORK_PER_SLOT.as_micros() as u64 / per_task)
-                    .clamp(1, MAX_PIPELINE_PER_SLOT);
-                let capacity = u64::from(p.slots).saturating_mul(depth);
-                let used: u64 = self
-                    .jobs
-                    .values()
-                    .map(|j| u64::from(j.tracker.in_flight_on(&p.id)))
-                    .sum();
-                PeerView {
-                    id: p.id,
-                    addr: p.addr,
-                    power: p.power,
-                    arch: p.arch.clone(),
-                    // A node whose reserve is above our price would refuse.
-                    compute: p.slots > 0 && lppsp_core::curves::offers_at(p.reserve, price),
-                    compatible: p.compatible,
-                    free_slots: u32::try_from(capacity.saturating_sub(used)).unwrap_or(u32::MAX),
-                    queue: u32::try_from(p.queue).unwrap_or(u32::MAX),
-                    avg_task_micros: avg,
-                }
-            })
-            .collect()
-    }
-
     /// Runs the scheduler for every job, sends what it decided, and reports
     /// progress and results to the submitters.
     pub async fn schedule(&mut self, now_ms: u64, book: &Book, price: Price) {
-        self.down.retain(|_, until| now_ms < *until);
-        let ids: Vec<JobId> = self.jobs.keys().copied().collect();
-        for id in ids {
-            let Some(job) = self.jobs.get(&id) else {
-                continue;
-            };
-            let buys = lppsp_core::curves::buys_at(job.max_price, price);
-            if !job.tracker.is_finished() && buys {
-                let views = self.peer_views(now_ms, book, &job.tracker, price);
-                let free: usize = views.iter().map(|v| v.free_slots as usize).sum();
-                let pending = job.tracker.pending_tasks(free.max(1));
-                if !pending.is_empty() {
-                    let request = PlacementRequest {
-                        client: self.me,
-                        peers: &views,
-                        price,
-                        budget_left: job.tracker.budget_left(),
-                        est_task_micros: job.tracker.est_task_micros(),
-                        pending: &pending,
-                        constraints: &job.tracker.spec().constraints,
-                    };
-                    let plan = self.scheduler.place(&request);
-                    if let Some(job) = self.jobs.get_mut(&id) {
-                        job.tracker
-                            .apply_plan(now_ms, plan, price, |n| book.promise(n));
-                    }
-                }
+        for (id, io) in &self.io {
+            if io.subscriber.is_closed() {
+                warn!(job = %id, "submitter went away; cancelling the job");
+                self.core.cancel(id, "the submitter disconnected");
             }
-            self.flush_commands(id, now_ms, book, price);
-            self.report(id, price).await;
         }
-    }
-
-    fn flush_commands(&mut self, id: JobId, now_ms: u64, book: &Book, price: Price) {
-        let Some(job) = self.jobs.get_mut(&id) else {
-            return;
-        };
-        let kernel = job.tracker.spec().kernel.clone();
+        self.views.rebuild(book);
+        self.core.place(
+            now_ms,
+            price,
+            &mut self.views,
+            self.scheduler.as_mut(),
+            |n| book.promise(n),
+        );
         let mut lost = Vec::new();
-        while let Some(cmd) = job.tracker.poll_command() {
-            if let (
-                JobCommand::Place { node, .. } | JobCommand::Integrate { node, .. },
-                Some(code),
-            ) = (&cmd, &job.module)
-            {
-                if job.module_sent.insert(*node) {
-                    let message = Message::Module {
-                        job: id,
-                        kernel: kernel.clone(),
-                    };
-                    let frame =
-                        Frame::new(price, message).with_body(Body::from_bytes(code.clone()));
-                    if !self.links.send(*node, frame, book) {
-                        job.module_sent.remove(node);
-                    }
-                }
-            }
-            if let JobCommand::Integrate { node, .. } = &cmd {
-                info!(job = %id, integrator = %node, "asking the integrator for the job result");
-            }
-            let is_task = matches!(cmd, JobCommand::Place { .. });
-            let (node, mut frame) = cmd.into_frame(id, &kernel, price);
-            if let Some(f) = job.fuel.filter(|_| is_task) {
-                frame = frame.with_header("Fuel-Limit", f.to_string());
-            }
+        while let Some((node, frame)) = self.core.poll_transmit() {
             if !self.links.send(node, frame, book) {
                 lost.push(node);
             }
@@ -762,120 +645,125 @@ impl Client {
         for node in lost {
             self.on_link_lost(node, now_ms);
         }
+        self.drain_events();
+        for (id, job) in self.core.jobs() {
+            let Some(io) = self.io.get_mut(id) else {
+                continue;
+            };
+            report_progress(*id, job, io, price);
+        }
+        for (id, event) in std::mem::take(&mut self.finished_events) {
+            if let Some(io) = self.io.remove(&id) {
+                let _ = io.subscriber.send(reply_json(&event)).await;
+            }
+        }
     }
 
-    async fn report(&mut self, id: JobId, price: Price) {
-        let Some(job) = self.jobs.get_mut(&id) else {
+    /// A job ended: its summary for status, its answer for the submitter.
+    fn finish(&mut self, job: ClientJob) {
+        let id = job.tracker.id();
+        let Some(outcome) = job.tracker.outcome().cloned() else {
             return;
         };
-        let now = Instant::now();
-        if job.subscriber.is_closed() && !job.tracker.is_finished() {
-            warn!(job = %id, "submitter went away; cancelling the job");
-            job.tracker.cancel("the submitter disconnected");
+        if let Some(journal) = &self.journal {
+            journal.finish(id);
         }
-        match job.tracker.outcome().cloned() {
-            None => {
-                if job
-                    .last_progress
-                    .is_none_or(|t| now.duration_since(t) >= Duration::from_millis(100))
-                {
-                    job.last_progress = Some(now);
-                    let p = job.tracker.progress();
-                    let mut waiting = job.tracker.waiting_reasons();
-                    if let Some(max) = job
-                        .max_price
-                        .filter(|m| !lppsp_core::curves::buys_at(Some(*m), price))
-                    {
-                        waiting.insert(0, format!("price {price} > max {max}"));
-                    }
-                    let event = JobEvent::Progress(JobProgress {
-                        job: id.to_string(),
-                        progress: p,
-                        elapsed_s: job.started.elapsed().as_secs_f64(),
-                        waiting,
-                    });
-                    let _ = job.subscriber.try_send(reply_json(&event));
-                }
+        self.job_ended = true;
+        let tracker = &job.tracker;
+        let progress = tracker.progress();
+        self.spent = self.spent.checked_add(progress.spent).unwrap_or(self.spent);
+        let nodes = tallies(tracker);
+        let elapsed = self
+            .io
+            .get(&id)
+            .map_or(0.0, |io| io.started.elapsed().as_secs_f64());
+        let state = match &outcome {
+            JobOutcome::Failed(_) => JobState::Failed,
+            _ => JobState::Done,
+        };
+        if self.finished.len() >= FINISHED_KEPT {
+            self.finished.pop_front();
+        }
+        self.finished
+            .push_back(job_summary(id, tracker, state, elapsed));
+        let kernel = tracker.spec().kernel.clone();
+        // The job's result, integrated here or by its integrator.
+        let done = |result: &[u8], integrated_by, progress, nodes| {
+            JobEvent::Done(JobDone {
+                job: id.to_string(),
+                result: self.executor.render(&kernel, result),
+                result_hex: hex_short(result),
+                elapsed_s: elapsed,
+                progress,
+                nodes,
+                integrated_by,
+            })
+        };
+        let event = match outcome {
+            JobOutcome::Integrated(result) => {
+                info!(job = %id, elapsed_s = elapsed, spent = %progress.spent, "job done (integrated by the scheduler's node)");
+                done(&result, tracker.integrator(), progress, nodes)
             }
-            Some(outcome) => {
-                let Some(job) = self.jobs.remove(&id) else {
-                    return;
-                };
-                if let Some(journal) = &self.journal {
-                    journal.finish(id);
-                }
-                self.job_ended = true;
-                let progress = job.tracker.progress();
-                self.spent = self.spent.checked_add(progress.spent).unwrap_or(self.spent);
-                let nodes = tallies(&job.tracker);
-                let elapsed = job.started.elapsed().as_secs_f64();
-                let state = match &outcome {
-                    JobOutcome::Failed(_) => JobState::Failed,
-                    _ => JobState::Done,
-                };
-                if self.finished.len() >= FINISHED_KEPT {
-                    self.finished.pop_front();
-                }
-                self.finished
-                    .push_back(job_summary(id, &job.tracker, state, elapsed));
-                let kernel = job.tracker.spec().kernel.clone();
-                // The job's result, integrated here or by its integrator.
-                let done = |result: &[u8], integrated_by, progress, nodes| {
-                    JobEvent::Done(JobDone {
+            JobOutcome::Done(results) => {
+                let refs: Vec<&[u8]> = results.iter().map(|r| r.as_ref()).collect();
+                match self.executor.reduce(&kernel, &refs) {
+                    Ok(result) => {
+                        info!(job = %id, elapsed_s = elapsed, spent = %progress.spent, "job done");
+                        done(&result, None, progress, nodes)
+                    }
+                    Err(e) => JobEvent::Failed(JobFailed {
                         job: id.to_string(),
-                        result: self.executor.render(&kernel, result),
-                        result_hex: hex_short(result),
-                        elapsed_s: elapsed,
+                        code: JobFailCode::ReduceFailed,
+                        error: format!("integrating results: {e}"),
+                        elapsed_s: None,
                         progress,
                         nodes,
-                        integrated_by,
-                    })
-                };
-                let v = match outcome {
-                    JobOutcome::Integrated(result) => {
-                        info!(job = %id, elapsed_s = elapsed, spent = %progress.spent, "job done (integrated by the scheduler's node)");
-                        done(&result, job.tracker.integrator(), progress, nodes)
-                    }
-                    JobOutcome::Done(results) => {
-                        let refs: Vec<&[u8]> = results.iter().map(|r| r.as_ref()).collect();
-                        match self.executor.reduce(&kernel, &refs) {
-                            Ok(result) => {
-                                info!(job = %id, elapsed_s = elapsed, spent = %progress.spent, "job done");
-                                done(&result, None, progress, nodes)
-                            }
-                            Err(e) => JobEvent::Failed(JobFailed {
-                                job: id.to_string(),
-                                code: JobFailCode::ReduceFailed,
-                                error: format!("integrating results: {e}"),
-                                elapsed_s: None,
-                                progress,
-                                nodes,
-                            }),
-                        }
-                    }
-                    JobOutcome::Failed(why) => {
-                        let code = match why {
-                            JobFailure::InsufficientBounty { .. } => {
-                                JobFailCode::InsufficientBounty
-                            }
-                            JobFailure::TaskFailed { .. } => JobFailCode::TaskFailed,
-                            JobFailure::Cancelled(_) => JobFailCode::Cancelled,
-                        };
-                        warn!(job = %id, error = %why, "job failed");
-                        JobEvent::Failed(JobFailed {
-                            job: id.to_string(),
-                            code,
-                            error: why.to_string(),
-                            elapsed_s: Some(elapsed),
-                            progress,
-                            nodes,
-                        })
-                    }
-                };
-                let _ = job.subscriber.send(reply_json(&v)).await;
+                    }),
+                }
             }
-        }
+            JobOutcome::Failed(why) => {
+                let code = match why {
+                    JobFailure::InsufficientBounty { .. } => JobFailCode::InsufficientBounty,
+                    JobFailure::TaskFailed { .. } => JobFailCode::TaskFailed,
+                    JobFailure::Cancelled(_) => JobFailCode::Cancelled,
+                };
+                warn!(job = %id, error = %why, "job failed");
+                JobEvent::Failed(JobFailed {
+                    job: id.to_string(),
+                    code,
+                    error: why.to_string(),
+                    elapsed_s: Some(elapsed),
+                    progress,
+                    nodes,
+                })
+            }
+        };
+        self.finished_events.push((id, event));
     }
+}
+
+/// Tells a running job's submitter how far it is, at most every 100 ms.
+fn report_progress(id: JobId, job: &ClientJob, io: &mut JobIo, price: Price) {
+    let now = Instant::now();
+    if io
+        .last_progress
+        .is_some_and(|t| now.duration_since(t) < Duration::from_millis(100))
+    {
+        return;
+    }
+    io.last_progress = Some(now);
+    let p = job.tracker.progress();
+    let mut waiting = job.tracker.waiting_reasons();
+    if let Some(max) = job.max_price.filter(|_| !job.buys_at(price)) {
+        waiting.insert(0, format!("price {price} > max {max}"));
+    }
+    let event = JobEvent::Progress(JobProgress {
+        job: id.to_string(),
+        progress: p,
+        elapsed_s: io.started.elapsed().as_secs_f64(),
+        waiting,
+    });
+    let _ = io.subscriber.try_send(reply_json(&event));
 }
 
 /// What each node did for the job and was paid, by node.

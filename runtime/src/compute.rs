@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use lppsp_core::component::{CancelFlag, Executor, TaskLimits, TaskSpec};
 use lppsp_core::money::{self, Bounty, Price};
+use lppsp_core::node::admission::{Admission, AdmissionConfig, NodeState, Refusal, TaskOffer};
+use lppsp_core::wire::headers::{ResultHeaders, TaskHeaders};
 use lppsp_core::wire::{Body, Frame, JobId, KernelName, Message, RefuseReason};
 use lppsp_core::NodeId;
 use tokio::sync::mpsc;
@@ -72,53 +74,6 @@ struct Placed {
 /// Tasks queued or running, by (client, job, task).
 type Running = Arc<Mutex<HashMap<(NodeId, JobId, u64), Placed>>>;
 
-/// What each client has queued or running here, so that no one client
-/// fills this node's memory or queue: past its share it is refused as
-/// busy, which a client understands as "place it elsewhere".
-#[derive(Debug, Default)]
-struct Quota {
-    per_client: HashMap<NodeId, (u64, u64)>,
-    bytes: u64,
-}
-
-impl Quota {
-    /// Takes room for one task of `bytes` from `client`, or says which
-    /// limit it would pass.
-    fn admit(
-        &mut self,
-        cfg: &ComputeConfig,
-        client: NodeId,
-        bytes: u64,
-    ) -> Result<(), &'static str> {
-        let (tasks, client_bytes) = self.per_client.get(&client).copied().unwrap_or((0, 0));
-        if tasks >= cfg.max_tasks_per_client {
-            return Err("client_task_quota");
-        }
-        if client_bytes.saturating_add(bytes) > cfg.max_queued_bytes_per_client {
-            return Err("client_byte_quota");
-        }
-        if self.bytes.saturating_add(bytes) > cfg.max_queued_bytes {
-            return Err("node_byte_quota");
-        }
-        self.per_client
-            .insert(client, (tasks + 1, client_bytes.saturating_add(bytes)));
-        self.bytes = self.bytes.saturating_add(bytes);
-        Ok(())
-    }
-
-    /// Gives back the room of a task that ended.
-    fn release(&mut self, client: NodeId, bytes: u64) {
-        if let Some((tasks, b)) = self.per_client.get_mut(&client) {
-            *tasks = tasks.saturating_sub(1);
-            *b = b.saturating_sub(bytes);
-            if *tasks == 0 {
-                self.per_client.remove(&client);
-            }
-        }
-        self.bytes = self.bytes.saturating_sub(bytes);
-    }
-}
-
 /// Counters the node reports in its status.
 #[derive(Debug, Default)]
 pub struct ComputeStats {
@@ -142,7 +97,7 @@ pub struct ComputeService {
     /// Tasks queued or running.
     load: Arc<AtomicU64>,
     running: Running,
-    quota: Arc<Mutex<Quota>>,
+    quota: Arc<Mutex<Admission>>,
     refusals: MemberRefusals,
     pub stats: Arc<ComputeStats>,
     /// Clients refused work: their claimed bounty exceeds what the ledger
@@ -169,7 +124,15 @@ impl ComputeService {
         let load = Arc::new(AtomicU64::new(0));
         let running = Arc::new(Mutex::new(HashMap::new()));
         let stats = Arc::new(ComputeStats::default());
-        let quota = Arc::new(Mutex::new(Quota::default()));
+        let quota = Arc::new(Mutex::new(Admission::new(AdmissionConfig {
+            slots: cfg.slots,
+            max_queue: cfg.max_queue,
+            max_input_bytes: cfg.max_input_bytes,
+            max_tasks_per_client: cfg.max_tasks_per_client,
+            max_queued_bytes: cfg.max_queued_bytes,
+            max_queued_bytes_per_client: cfg.max_queued_bytes_per_client,
+            reserve: cfg.reserve,
+        })));
         for i in 0..cfg.slots.max(1) {
             let rx = rx.clone();
             let limits = TaskLimits {
@@ -284,52 +247,45 @@ impl ComputeService {
                     self.stats.tasks_refused.fetch_add(1, Ordering::Relaxed);
                     let _ = reply.send(Frame::new(price, Message::Refuse { job, task, reason }));
                 };
-                let relay_to = frame
-                    .headers
-                    .get("Result-To")
-                    .and_then(|v| v.parse::<NodeId>().ok())
-                    .filter(|r| *r != client);
-                let fuel = frame
-                    .headers
-                    .get("Fuel-Limit")
-                    .and_then(|v| v.parse::<u64>().ok());
-                let input = frame.body.map(|b| b.to_bytes()).unwrap_or_default();
-                if !self.cfg.sharing
-                    || self.cfg.slots == 0
-                    || !self.available.load(Ordering::Relaxed)
-                {
-                    return refuse(RefuseReason::Unavailable);
-                }
-                let cannot_pay = self
-                    .refused_clients
-                    .lock()
-                    .map(|r| r.contains(&client))
-                    .unwrap_or(false);
-                if cannot_pay {
-                    return refuse(RefuseReason::CannotPay);
-                }
-                if !lppsp_core::curves::offers_at(self.cfg.reserve, price) {
-                    debug!(%client, %job, task, %price, reserve = %self.cfg.reserve, "task refused: placed below the reserve price");
-                    return refuse(RefuseReason::BelowReserve);
-                }
-                if !self.executor.has_kernel(&kernel) {
-                    return refuse(RefuseReason::UnknownKernel);
-                }
-                if input.len() as u64 > self.cfg.max_input_bytes {
-                    return refuse(RefuseReason::TooLarge);
-                }
-                if self.load() >= u64::from(self.cfg.slots) + self.cfg.max_queue {
-                    return refuse(RefuseReason::Busy);
-                }
-                let size = input.len() as u64;
-                let admitted = match self.quota.lock() {
-                    Ok(mut q) => q.admit(&self.cfg, client, size),
-                    Err(_) => Err("node_byte_quota"),
+                let Ok(headers) = TaskHeaders::read(&frame.headers) else {
+                    self.count_bad_frame();
+                    return;
                 };
-                if let Err(quota) = admitted {
-                    self.refusals
-                        .refuse(client, quota, &format_args!("job {job} task {task}"));
-                    return refuse(RefuseReason::Busy);
+                let relay_to = headers.result_to.filter(|r| *r != client);
+                let fuel = headers.fuel_limit;
+                let input = frame.body.map(|b| b.to_bytes()).unwrap_or_default();
+                let size = input.len() as u64;
+                let offer = TaskOffer {
+                    client,
+                    price,
+                    kernel_known: self.executor.has_kernel(&kernel),
+                    input_bytes: size,
+                };
+                let state = NodeState {
+                    available: self.cfg.sharing && self.available.load(Ordering::Relaxed),
+                    client_refused: self
+                        .refused_clients
+                        .lock()
+                        .map(|r| r.contains(&client))
+                        .unwrap_or(false),
+                    load: self.load(),
+                };
+                let admitted = match self.quota.lock() {
+                    Ok(mut admission) => admission.admit(&offer, state),
+                    Err(_) => Err(Refusal::Refuse(RefuseReason::Unavailable)),
+                };
+                match admitted {
+                    Ok(()) => {}
+                    Err(Refusal::Quota(quota)) => {
+                        self.refusals
+                            .refuse(client, quota, &format_args!("job {job} task {task}"));
+                        return refuse(RefuseReason::Busy);
+                    }
+                    Err(refusal) => {
+                        let reason = refusal.reason();
+                        debug!(%client, %job, task, %price, reason = reason.as_str(), "task refused");
+                        return refuse(reason);
+                    }
                 }
                 let cancel = CancelFlag::new();
                 if let Ok(mut running) = self.running.lock() {
@@ -397,7 +353,7 @@ struct WorkerContext {
     power: u64,
     load: Arc<AtomicU64>,
     running: Running,
-    quota: Arc<Mutex<Quota>>,
+    quota: Arc<Mutex<Admission>>,
     stats: Arc<ComputeStats>,
     relay: Relay,
 }
@@ -460,7 +416,7 @@ fn worker(rx: Arc<Mutex<std::sync::mpsc::Receiver<Work>>>, ctx: WorkerContext) {
                 stats.tasks_failed.fetch_add(1, Ordering::Relaxed);
             }
             if !work.cancel.is_cancelled() {
-                let mut frame = Frame::new(
+                let frame = Frame::new(
                     work.price,
                     Message::Result {
                         job: work.job,
@@ -468,15 +424,17 @@ fn worker(rx: Arc<Mutex<std::sync::mpsc::Receiver<Work>>>, ctx: WorkerContext) {
                         ok,
                     },
                 )
-                .with_header("Elapsed-Us", micros.to_string())
-                .with_header("Power", power.to_string())
                 .with_body(Body::from_bytes(body));
-                if let Some(f) = fuel {
-                    frame = frame.with_header("Fuel", f.to_string());
-                }
+                let headers = ResultHeaders {
+                    elapsed_us: Some(micros),
+                    power: Some(power),
+                    fuel,
+                    client: work.relay_to.map(|_| work.client),
+                    worker: None,
+                };
+                let frame = headers.write(frame);
                 match work.relay_to {
                     Some(integrator) => {
-                        let frame = frame.with_header("Client", work.client.to_string());
                         let _ = relay.send((integrator, frame));
                     }
                     None => {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use lppsp_core::component::Executor;
+use lppsp_core::wire::headers::ResultHeaders;
 use lppsp_core::wire::{Body, Frame, JobId, KernelName, Message};
 use lppsp_core::NodeId;
 use tracing::{debug, warn};
@@ -57,15 +58,11 @@ impl Integrator {
         let Message::Result { job, task, ok } = frame.message else {
             return None;
         };
-        let client = frame.headers.get("Client")?.parse::<NodeId>().ok()?;
+        let headers = ResultHeaders::read(&frame.headers).ok()?;
+        let client = headers.client?;
         let body = frame.body.map(|b| b.to_bytes()).unwrap_or_default();
-        let mut notice = Frame::new(frame.price, Message::Result { job, task, ok });
-        for name in ["Elapsed-Us", "Power", "Fuel"] {
-            if let Some(v) = frame.headers.get(name) {
-                notice = notice.with_header(name, v.to_string());
-            }
-        }
-        notice = notice.with_header("Worker", worker.to_string());
+        let notice = Frame::new(frame.price, Message::Result { job, task, ok });
+        let notice = headers.notice_from(worker).write(notice);
         if !ok {
             // A failure is the client's to handle: pass its cause on.
             return Some((client, notice.with_body(Body::from_bytes(body))));
@@ -73,6 +70,10 @@ impl Integrator {
         let size = body.len() as u64;
         if self.held_bytes.saturating_add(size) > MAX_HELD_BYTES {
             warn!(%client, %job, task, "integrator full; result refused");
+            let headers = ResultHeaders {
+                worker: Some(worker),
+                ..ResultHeaders::default()
+            };
             let failed = Frame::new(
                 frame.price,
                 Message::Result {
@@ -81,11 +82,10 @@ impl Integrator {
                     ok: false,
                 },
             )
-            .with_header("Worker", worker.to_string())
             .with_body(Body::from_bytes(Bytes::from_static(
                 b"the integrator holds too many results",
             )));
-            return Some((client, failed));
+            return Some((client, headers.write(failed)));
         }
         let held = self.jobs.entry((client, job)).or_default();
         held.touched_ms = now_ms;

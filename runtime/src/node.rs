@@ -13,6 +13,7 @@ use lppsp_core::curves::SupplyCurve;
 use lppsp_core::market::{self, Market, MarketConfig, MarketOutput};
 use lppsp_core::money::Bounty;
 use lppsp_core::registry::{Registry, TransportParams};
+use lppsp_core::wire::headers::ResultHeaders;
 use lppsp_core::wire::{Arch, Body, Endpoint, Frame, Hand, Message};
 use lppsp_core::{NodeId, PROTOCOL_VERSION};
 use lppsp_transport_tls::identity::{Identity, Verifier};
@@ -611,7 +612,7 @@ impl Driver {
         let now = self.now_ms();
         match ev {
             NetEvent::Frame { peer, frame, reply } => match &frame.message {
-                Message::Result { .. } if frame.headers.get("Client").is_some() => {
+                Message::Result { .. } if ResultHeaders::for_integrator(&frame.headers) => {
                     if let Some((client, notice)) = self.integrator.on_result(now, peer, frame) {
                         self.relay(client, notice);
                     }
@@ -1196,7 +1197,8 @@ impl Driver {
                     return;
                 }
                 let balance = self.remaining_bounty();
-                self.client.submit(submit, req.reply, balance).await;
+                let now = self.now_ms();
+                self.client.submit(now, submit, req.reply, balance).await;
             }
         }
     }

@@ -26,15 +26,18 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use bytes::Bytes;
 use lppsp_core::beacon::VerifiedBeacon;
 use lppsp_core::book::{Book, BookConfig, BookEvent};
-use lppsp_core::charge::Promise;
-use lppsp_core::component::scheduler::{Constraints, PeerView, PlacementRequest};
+use lppsp_core::component::scheduler::Constraints;
 use lppsp_core::component::{Balancer, MarketSample, PriceProposal, Scheduler};
-use lppsp_core::config::ComponentSection;
-use lppsp_core::job::{JobOutcome, JobSpec, JobTracker, ResultOutcome, TaskReport};
+use lppsp_core::config::{ComponentSection, ShareSection};
+use lppsp_core::job::JobSpec;
 use lppsp_core::market::{self, Committed, Market, MarketConfig, MarketOutput};
 use lppsp_core::money::{Bounty, Price};
+use lppsp_core::node::admission::{Admission, AdmissionConfig, NodeState, TaskOffer};
+use lppsp_core::node::client::{self, Client, ClientEvent, ClientJob};
+use lppsp_core::node::placement::PeerViews;
 use lppsp_core::registry::Registry;
 use lppsp_core::splitmix::splitmix64;
+use lppsp_core::wire::headers::{ResultHeaders, TaskHeaders};
 use lppsp_core::wire::{Arch, Endpoint, Frame, Hand, JobId, KernelName, Message};
 use lppsp_core::{NodeId, PROTOCOL_VERSION};
 use lppsp_ledger::{Meters, TaskCharge};
@@ -49,8 +52,6 @@ use crate::SimError;
 /// Receipts are dated from here (2026-01-01T00:00:00Z) plus virtual time.
 const SIM_EPOCH_S: u64 = 1_767_225_600;
 /// As the node's client: queue about this much work per slot ahead.
-const QUEUED_WORK_PER_SLOT_US: u64 = 20_000;
-const MAX_PIPELINE_PER_SLOT: u64 = 512;
 /// A node repeats Idle every this many ticks (as the node does).
 const IDLE_REPEAT_TICKS: u64 = 5;
 const SOFTWARE: &str = "lppsp-sim";
@@ -97,6 +98,8 @@ pub struct EarningsRow {
     pub arch: String,
     pub alive: bool,
     pub tasks_done: u64,
+    /// Tasks this node refused (busy, below its reserve, ...).
+    pub tasks_refused: u64,
     pub earned: f64,
     pub balance: f64,
 }
@@ -206,6 +209,10 @@ struct Work {
     job: JobId,
     task: u64,
     client: usize,
+    /// The client's id and the task's input bytes, held in the node's
+    /// admission until the task ends.
+    client_id: NodeId,
+    bytes: u64,
     result_to: Option<NodeId>,
     mflop: u64,
 }
@@ -215,11 +222,6 @@ struct Running {
     key: u64,
     micros: u64,
     cancelled: bool,
-}
-
-struct SimJob {
-    tracker: JobTracker,
-    submitted_ms: u64,
 }
 
 struct SimNode {
@@ -239,14 +241,15 @@ struct SimNode {
     market: Market,
     balancer: Option<Box<dyn Balancer>>,
     // Compute.
+    admission: Admission,
     waiting: VecDeque<Work>,
     running: Vec<Running>,
     tasks_done: u64,
-    // Client.
+    tasks_refused: u64,
+    // Client: the node's own client state machine.
     scheduler: Option<Box<dyn Scheduler>>,
-    jobs: BTreeMap<JobId, SimJob>,
+    client: Client,
     job_seq: u64,
-    down: BTreeMap<NodeId, u64>,
     meters: Meters,
     next_receipt: u64,
     schedule_queued: bool,
@@ -271,8 +274,7 @@ pub struct Sim<'a> {
     /// tick.
     claims_agreed: Vec<bool>,
     /// Each domain's peers for schedulers, as of the last tick.
-    views: Vec<Vec<PeerView>>,
-    view_slots: Vec<Vec<u32>>,
+    views: Vec<PeerViews>,
     partition: Option<f64>,
     ledger: SharedLedger,
     arrivals_rng: ChaCha8Rng,
@@ -329,8 +331,7 @@ impl<'a> Sim<'a> {
             live: vec![Vec::new(); domains],
             samples: vec![None; domains],
             claims_agreed: vec![true; domains],
-            views: vec![Vec::new(); domains],
-            view_slots: vec![Vec::new(); domains],
+            views: vec![PeerViews::default(); domains],
             partition: None,
             ledger: SharedLedger::new(sc.grant, opts.keep_receipts),
             arrivals_rng: rng(draws::ARRIVALS_STREAM),
@@ -466,13 +467,20 @@ impl<'a> Sim<'a> {
                 reconcile_after_ms: self.expiry_ms.saturating_mul(2),
             }),
             balancer,
+            admission: Admission::new(AdmissionConfig::from_share(
+                &ShareSection {
+                    slots: pop.slots,
+                    ..ShareSection::default()
+                },
+                reserve,
+            )),
             waiting: VecDeque::new(),
             running: Vec::new(),
             tasks_done: 0,
+            tasks_refused: 0,
             scheduler,
-            jobs: BTreeMap::new(),
+            client: Client::new(id, self.expiry_ms),
             job_seq: 0,
-            down: BTreeMap::new(),
             meters: Meters::since(self.now),
             next_receipt: 1,
             schedule_queued: false,
@@ -659,7 +667,7 @@ impl<'a> Sim<'a> {
             }
             n.ticks += 1;
             let load = (n.running.len() + n.waiting.len()) as u64;
-            let pending: u64 = n.jobs.values().map(|j| j.tracker.pending_count()).sum();
+            let pending = n.client.pending(n.market.price());
             let idle = load == 0;
             let queue = load.saturating_add(pending);
             let changed = idle != n.idle || queue != n.queue;
@@ -711,23 +719,8 @@ impl<'a> Sim<'a> {
                 l.clear();
                 l.extend(book.peers().map(|p| p.id));
             }
-            if let (Some(v), Some(s)) = (self.views.get_mut(d), self.view_slots.get_mut(d)) {
-                v.clear();
-                s.clear();
-                for p in book.peers() {
-                    v.push(PeerView {
-                        id: p.id,
-                        addr: p.addr,
-                        power: p.power,
-                        arch: p.arch.clone(),
-                        compute: p.slots > 0,
-                        compatible: p.compatible,
-                        free_slots: 0,
-                        queue: u32::try_from(p.queue).unwrap_or(u32::MAX),
-                        avg_task_micros: None,
-                    });
-                    s.push(p.slots);
-                }
+            if let Some(v) = self.views.get_mut(d) {
+                v.rebuild(book);
             }
         }
         for (d, id) in departed {
@@ -736,10 +729,8 @@ impl<'a> Sim<'a> {
                     continue;
                 }
                 if let Some(n) = self.nodes.get_mut(i) {
-                    if n.alive && !n.jobs.is_empty() {
-                        for j in n.jobs.values_mut() {
-                            j.tracker.on_node_lost(id);
-                        }
+                    if n.alive && !n.client.is_empty() {
+                        n.client.handle_node_lost(id);
                         self.queue_schedule(i, 0);
                     }
                 }
@@ -773,11 +764,8 @@ impl<'a> Sim<'a> {
                     n.market.on_peer_state(now, *from, *state, live);
                 }
             }
-            let mut timers = false;
-            for j in n.jobs.values_mut() {
-                j.tracker.handle_timeout(now);
-                timers |= j.tracker.pending_count() > 0;
-            }
+            n.client.handle_timeout(now);
+            let timers = n.client.wants_round();
             if let Some(mut sample) = self.samples.get(d).copied().flatten() {
                 sample.price = n.market.price();
                 if let Some(b) = &mut n.balancer {
@@ -960,13 +948,9 @@ impl<'a> Sim<'a> {
             est_task_micros: est.saturating_mul(1000).max(1),
             verify: 1,
         };
-        n.jobs.insert(
-            id,
-            SimJob {
-                tracker: JobTracker::new(spec),
-                submitted_ms: self.now,
-            },
-        );
+        let mut job = ClientJob::new(spec, self.now);
+        job.max_price = max_price;
+        n.client.submit(job);
         self.submitted += 1;
         self.schedule(c)
     }
@@ -993,135 +977,23 @@ impl<'a> Sim<'a> {
         if !n.alive {
             return Ok(());
         }
-        n.down.retain(|_, until| now < *until);
         let price = n.market.price();
-        let me = n.id;
-        let ids: Vec<JobId> = n.jobs.keys().copied().collect();
+        // The domain's peers as of the last tick (rebuilt every tick): a
+        // scale-only approximation, one view shared by a domain's clients.
+        let (Some(views), Some(book), Some(scheduler)) = (
+            self.views.get_mut(d),
+            self.books.get(d),
+            n.scheduler.as_mut(),
+        ) else {
+            return Ok(());
+        };
+        n.client
+            .place(now, price, views, scheduler.as_mut(), |node| {
+                book.promise(node)
+            });
         let mut sends: Vec<(NodeId, Frame)> = Vec::new();
-        // The domain's peers as of the last tick (rebuilt every tick),
-        // sorted by id; their slots beside them.
-        let mut views = self
-            .views
-            .get_mut(d)
-            .map(std::mem::take)
-            .unwrap_or_default();
-        let slots = self
-            .view_slots
-            .get_mut(d)
-            .map(std::mem::take)
-            .unwrap_or_default();
-        // Tasks this client has in flight per node, over all its jobs.
-        let mut used: BTreeMap<NodeId, u64> = BTreeMap::new();
-        for j in n.jobs.values() {
-            for (node, t) in j.tracker.tallies() {
-                if t.in_flight > 0 {
-                    *used.entry(*node).or_insert(0) += u64::from(t.in_flight);
-                }
-            }
-        }
-        for id in &ids {
-            let Some(job) = n.jobs.get(id) else { continue };
-            if job.tracker.is_finished() || job.tracker.pending_count() == 0 {
-                continue;
-            }
-            let tracker = &job.tracker;
-            let est = tracker.est_task_micros();
-            let capacity = |slots: u32, avg: Option<u64>| {
-                let per_task = avg.unwrap_or(est).max(1);
-                let depth = (QUEUED_WORK_PER_SLOT_US / per_task).clamp(1, MAX_PIPELINE_PER_SLOT);
-                u64::from(slots).saturating_mul(depth)
-            };
-            // Every peer at the job's estimate, then the few this client
-            // knows more of: measured times, tasks in flight, links down,
-            // itself (listed with no room).
-            for (v, slots) in views.iter_mut().zip(&slots) {
-                v.free_slots = u32::try_from(capacity(*slots, None)).unwrap_or(u32::MAX);
-                v.avg_task_micros = None;
-            }
-            let special = tracker
-                .tallies()
-                .keys()
-                .chain(used.keys())
-                .chain(n.down.keys())
-                .chain(std::iter::once(&me));
-            for node in special {
-                let Ok(k) = views.binary_search_by(|v| v.id.cmp(node)) else {
-                    continue;
-                };
-                let (Some(v), Some(slots)) = (views.get_mut(k), slots.get(k)) else {
-                    continue;
-                };
-                let avg = tracker.avg_micros_on(node);
-                let in_use = used.get(node).copied().unwrap_or(0);
-                let excluded = *node == me || n.down.contains_key(node);
-                let room = if excluded {
-                    0
-                } else {
-                    capacity(*slots, avg).saturating_sub(in_use)
-                };
-                v.free_slots = u32::try_from(room).unwrap_or(u32::MAX);
-                v.avg_task_micros = avg;
-            }
-            let free: usize = views.iter().map(|v| v.free_slots as usize).sum();
-            let pending = tracker.pending_tasks(free.max(1));
-            if pending.is_empty() {
-                continue;
-            }
-            let request = PlacementRequest {
-                client: me,
-                peers: &views,
-                price,
-                budget_left: tracker.budget_left(),
-                est_task_micros: tracker.est_task_micros(),
-                pending: &pending,
-                constraints: &tracker.spec().constraints,
-            };
-            let Some(scheduler) = n.scheduler.as_mut() else {
-                continue;
-            };
-            let plan = scheduler.place(&request);
-            if let Some(job) = n.jobs.get_mut(id) {
-                let book = self.books.get(d);
-                job.tracker.apply_plan(now, plan, price, |node| {
-                    book.map_or(Promise { power: 0, slots: 0 }, |b| b.promise(node))
-                });
-            }
-        }
-        if let Some(v) = self.views.get_mut(d) {
-            *v = views;
-        }
-        if let Some(v) = self.view_slots.get_mut(d) {
-            *v = slots;
-        }
-        // Commands, as frames.
-        for id in &ids {
-            let Some(job) = n.jobs.get_mut(id) else {
-                continue;
-            };
-            let kernel = job.tracker.spec().kernel.clone();
-            while let Some(cmd) = job.tracker.poll_command() {
-                let (node, frame) = cmd.into_frame(*id, &kernel, price);
-                sends.push((node, frame));
-            }
-        }
-        // Finished jobs.
-        let mut ended = false;
-        for id in &ids {
-            let finished = n.jobs.get(id).is_some_and(|j| j.tracker.is_finished());
-            if !finished {
-                continue;
-            }
-            let Some(job) = n.jobs.remove(id) else {
-                continue;
-            };
-            ended = true;
-            match job.tracker.outcome() {
-                Some(JobOutcome::Failed(_)) => self.failed += 1,
-                _ => {
-                    self.done += 1;
-                    self.latencies.push(now.saturating_sub(job.submitted_ms));
-                }
-            }
+        while let Some(t) = n.client.poll_transmit() {
+            sends.push(t);
         }
         let mut unreachable = Vec::new();
         for (to, frame) in sends {
@@ -1130,21 +1002,55 @@ impl<'a> Sim<'a> {
             }
         }
         if !unreachable.is_empty() {
-            let down_ms = self.expiry_ms;
             if let Some(n) = self.nodes.get_mut(i) {
                 for to in unreachable {
-                    n.down.insert(to, now.saturating_add(down_ms));
-                    for j in n.jobs.values_mut() {
-                        j.tracker.on_node_lost(to);
-                    }
+                    n.client.handle_link_lost(now, to);
                 }
             }
             self.queue_schedule(i, self.sc.jobs.schedule_delay_ms.max(1));
         }
-        if ended {
+        if self.client_events(i) {
             self.settle_if_due(i, true)?;
         }
         Ok(())
+    }
+
+    /// Takes what node `i`'s client reported: charges to meter, jobs that
+    /// ended. Returns whether a job ended.
+    fn client_events(&mut self, i: usize) -> bool {
+        let now = self.now;
+        let Some(n) = self.nodes.get_mut(i) else {
+            return false;
+        };
+        let mut ended = false;
+        while let Some(event) = n.client.poll_event() {
+            match event {
+                ClientEvent::Counted {
+                    job,
+                    payee,
+                    granted,
+                    ..
+                } => n
+                    .meters
+                    .add(TaskCharge::granted(job, payee, &granted, None)),
+                ClientEvent::Finished(job) => {
+                    ended = true;
+                    if client::succeeded(&job) {
+                        self.done += 1;
+                        self.latencies.push(now.saturating_sub(job.submitted_ms));
+                    } else {
+                        self.failed += 1;
+                    }
+                }
+                // Simulated members are honest; refusals and integrators'
+                // answers change nothing here beyond the client's state.
+                ClientEvent::MemberFault { .. }
+                | ClientEvent::Refused { .. }
+                | ClientEvent::IntegrationFailed { .. }
+                | ClientEvent::Integrating { .. } => {}
+            }
+        }
+        ended
     }
 
     /// Sends a frame over the link from `from` to `to`; false when the link
@@ -1188,16 +1094,41 @@ impl<'a> Sim<'a> {
         match frame.message {
             Message::Task { job, task, .. } => {
                 let body = frame.body.map(|b| b.to_bytes()).unwrap_or_default();
+                // The node's rules; simulated clients are all in good
+                // standing and every node has the simulated kernel.
+                let offer = TaskOffer {
+                    client: sender,
+                    price: frame.price,
+                    kernel_known: true,
+                    input_bytes: body.len() as u64,
+                };
+                let state = NodeState {
+                    available: true,
+                    client_refused: false,
+                    load: (n.running.len() + n.waiting.len()) as u64,
+                };
+                if let Err(refusal) = n.admission.admit(&offer, state) {
+                    n.tasks_refused += 1;
+                    let reason = refusal.reason();
+                    let answer =
+                        Frame::new(n.market.price(), Message::Refuse { job, task, reason });
+                    self.send(to, sender, answer);
+                    return Ok(());
+                }
                 let mflop = body
                     .get(..8)
                     .and_then(|b| <[u8; 8]>::try_from(b).ok())
                     .map(u64::from_be_bytes)
                     .unwrap_or(1);
-                let result_to = frame.headers.get("Result-To").and_then(|v| v.parse().ok());
+                let result_to = TaskHeaders::read(&frame.headers)
+                    .ok()
+                    .and_then(|h| h.result_to);
                 n.waiting.push_back(Work {
                     job,
                     task,
                     client: from,
+                    client_id: sender,
+                    bytes: offer.input_bytes,
                     result_to,
                     mflop,
                 });
@@ -1207,8 +1138,14 @@ impl<'a> Sim<'a> {
                 job,
                 task: Some(task),
             } => {
-                n.waiting
-                    .retain(|w| !(w.job == job && w.task == task && w.client == from));
+                let admission = &mut n.admission;
+                n.waiting.retain(|w| {
+                    let cancelled = w.job == job && w.task == task && w.client == from;
+                    if cancelled {
+                        admission.release(w.client_id, w.bytes);
+                    }
+                    !cancelled
+                });
                 for r in &mut n.running {
                     if r.work.job == job && r.work.task == task && r.work.client == from {
                         r.cancelled = true;
@@ -1216,56 +1153,33 @@ impl<'a> Sim<'a> {
                 }
             }
             Message::Cancel { task: None, .. } => {}
-            Message::Result { job, task, ok } if frame.headers.get("Client").is_some() => {
+            Message::Result { job, task, ok } if ResultHeaders::for_integrator(&frame.headers) => {
                 // We integrate for the client: hold the result, tell it.
-                let Some(client) = frame.headers.get("Client").and_then(|v| v.parse().ok()) else {
+                let Ok(headers) = ResultHeaders::read(&frame.headers) else {
                     return Ok(());
                 };
-                let mut notice = Frame::new(frame.price, Message::Result { job, task, ok });
-                for name in ["Elapsed-Us", "Power"] {
-                    if let Some(v) = frame.headers.get(name) {
-                        notice = notice.with_header(name, v.to_string());
-                    }
-                }
-                let notice = notice.with_header("Worker", sender.to_string());
+                let Some(client) = headers.client else {
+                    return Ok(());
+                };
+                let notice = Frame::new(frame.price, Message::Result { job, task, ok });
+                let notice = headers.notice_from(sender).write(notice);
                 self.send(to, client, notice);
             }
             Message::Integrate { job, .. } => {
                 let answer = Frame::new(n.market.price(), Message::Integrated { job, ok: true });
                 self.send(to, sender, answer);
             }
-            Message::Result { job, task, ok } => {
-                let Some(j) = n.jobs.get_mut(&job) else {
-                    return Ok(());
-                };
-                let books = &self.books;
-                let Some((report, _fuel)) =
-                    TaskReport::from_result_frame(sender, task, ok, frame, |worker| {
-                        books
-                            .get(d)
-                            .and_then(|b| b.peer(worker))
-                            .map(|p| p.power)
-                            .unwrap_or(0)
-                    })
-                else {
-                    return Ok(());
-                };
-                let payee = report.node;
-                if let ResultOutcome::Counted(granted) = j.tracker.on_result(now, report) {
-                    n.meters
-                        .add(TaskCharge::granted(job, payee, &granted, None));
-                }
+            Message::Result { .. } => {
+                let book = self.books.get(d);
+                n.client.handle_frame(now, sender, frame, |worker| {
+                    book.and_then(|b| b.peer(worker)).map_or(0, |p| p.power)
+                });
+                self.client_events(to);
                 self.queue_schedule(to, self.sc.jobs.schedule_delay_ms);
             }
-            Message::Integrated { job, ok } => {
-                if let Some(j) = n.jobs.get_mut(&job) {
-                    let r = if ok {
-                        Ok(Bytes::new())
-                    } else {
-                        Err("integration failed".to_string())
-                    };
-                    j.tracker.on_integrated(sender, r);
-                }
+            Message::Integrated { .. } => {
+                n.client.handle_frame(now, sender, frame, |_| 0);
+                self.client_events(to);
                 self.queue_schedule(to, 0);
             }
             _ => {}
@@ -1311,30 +1225,34 @@ impl<'a> Sim<'a> {
             return;
         };
         let r = n.running.swap_remove(pos);
+        n.admission.release(r.work.client_id, r.work.bytes);
         if !r.cancelled {
             n.tasks_done += 1;
             let price = n.market.price();
             let power = n.power;
-            let mut frame = Frame::new(
+            let frame = Frame::new(
                 price,
                 Message::Result {
                     job: r.work.job,
                     task: r.work.task,
                     ok: true,
                 },
-            )
-            .with_header("Elapsed-Us", r.micros.to_string())
-            .with_header("Power", power.to_string());
+            );
+            let mut headers = ResultHeaders {
+                elapsed_us: Some(r.micros),
+                power: Some(power),
+                ..ResultHeaders::default()
+            };
             let client_id = self.nodes.get(r.work.client).map(|c| c.id);
             let to = match (r.work.result_to, client_id) {
                 (Some(integrator), Some(client)) if integrator != client => {
-                    frame = frame.with_header("Client", client.to_string());
+                    headers.client = Some(client);
                     Some(integrator)
                 }
                 (_, client) => client,
             };
             if let Some(to) = to {
-                self.send(i, to, frame);
+                self.send(i, to, headers.write(frame));
             }
         }
         self.start_tasks(i);
@@ -1355,8 +1273,9 @@ impl<'a> Sim<'a> {
         self.clients.retain(|&c| c != i);
         n.waiting.clear();
         n.running.clear();
-        self.lost += n.jobs.len() as u64;
-        n.jobs.clear();
+        n.admission = Admission::new(n.admission.config().clone());
+        self.lost += n.client.len() as u64;
+        n.client = Client::new(n.id, self.expiry_ms);
         // Unsettled charges die with the payer: no receipt, no money moves.
         n.meters.clear();
         if leave {
@@ -1369,10 +1288,8 @@ impl<'a> Sim<'a> {
                     let Some(n) = self.nodes.get_mut(c) else {
                         continue;
                     };
-                    if n.alive && !n.jobs.is_empty() {
-                        for j in n.jobs.values_mut() {
-                            j.tracker.on_node_lost(id);
-                        }
+                    if n.alive && !n.client.is_empty() {
+                        n.client.handle_node_lost(id);
                         self.queue_schedule(c, 0);
                     }
                 }
@@ -1417,9 +1334,9 @@ impl<'a> Sim<'a> {
             busy += n.running.len() as u64;
             queue += (n.running.len() + n.waiting.len()) as u64;
             pending += n
-                .jobs
-                .values()
-                .map(|j| j.tracker.pending_count())
+                .client
+                .jobs()
+                .map(|(_, j)| j.tracker.pending_count())
                 .sum::<u64>();
             epoch_max = epoch_max.max(n.market.committed().epoch);
         }
@@ -1481,6 +1398,7 @@ impl<'a> Sim<'a> {
                 arch: n.arch.to_string(),
                 alive: n.alive,
                 tasks_done: n.tasks_done,
+                tasks_refused: n.tasks_refused,
                 earned: units(self.ledger.earned(&n.id)),
                 balance: units(self.ledger.balance(&n.id)),
             })

@@ -80,12 +80,21 @@ pub fn series_jsonl(rows: &[SeriesRow]) -> String {
 
 /// Earnings per node as CSV.
 pub fn earnings_csv(rows: &[EarningsRow]) -> String {
-    let mut s = String::from("node,index,power,arch,alive,tasks_done,earned,balance\n");
+    let mut s =
+        String::from("node,index,power,arch,alive,tasks_done,tasks_refused,earned,balance\n");
     for r in rows {
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{}",
-            r.node, r.index, r.power, r.arch, r.alive, r.tasks_done, r.earned, r.balance
+            "{},{},{},{},{},{},{},{},{}",
+            r.node,
+            r.index,
+            r.power,
+            r.arch,
+            r.alive,
+            r.tasks_done,
+            r.tasks_refused,
+            r.earned,
+            r.balance
         );
     }
     s

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use lppsp_core::config::{MarketSection, NetworkSection};
 use lppsp_core::money::{Bounty, Price};
+use lppsp_core::node::defaults;
 use serde::Deserialize;
 
 /// A scenario that could not be read.
@@ -66,19 +68,19 @@ fn default_sample_every() -> u64 {
     10
 }
 fn default_tick_ms() -> u64 {
-    1000
+    NetworkSection::default().tick_ms
 }
 fn default_expire_ticks() -> u32 {
-    3
+    NetworkSection::default().expire_ticks
 }
 fn default_price() -> Price {
-    Price::from_micros(1_000_000)
+    MarketSection::default().initial_price
 }
 fn default_grant() -> Bounty {
     Bounty::from_micros(1_000_000_000)
 }
 fn default_settle() -> u64 {
-    10
+    defaults::SETTLE_EVERY_MS / 1000
 }
 
 /// A distribution of a number.
@@ -290,13 +292,13 @@ pub struct Jobs {
 }
 
 fn default_attempts() -> u32 {
-    3
+    defaults::MAX_ATTEMPTS
 }
 fn default_task_timeout() -> u64 {
-    300
+    defaults::TASK_TIMEOUT_S
 }
 fn default_est_ms() -> u64 {
-    1000
+    defaults::EST_TASK_MS
 }
 fn default_scheduler() -> Component {
     Component {

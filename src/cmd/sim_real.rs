@@ -407,6 +407,7 @@ fn earnings(cluster: &Cluster, nodes: &[NodeDraw]) -> Vec<EarningsRow> {
                 arch: n.arch.clone(),
                 alive: st.is_some(),
                 tasks_done: st.and_then(|s| s.compute).map_or(0, |c| c.tasks_done),
+                tasks_refused: st.and_then(|s| s.compute).map_or(0, |c| c.tasks_refused),
                 earned: st.map_or(0.0, |s| money(s.balance.earned.micros())),
                 balance: st
                     .and_then(|s| s.balance.ledger.as_deref())

@@ -23,6 +23,7 @@
 
 mod decode;
 mod encode;
+pub mod headers;
 mod message;
 
 use std::fmt;
