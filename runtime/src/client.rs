@@ -144,16 +144,6 @@ impl InputSpec {
     }
 }
 
-fn default_attempts() -> u32 {
-    defaults::MAX_ATTEMPTS
-}
-fn default_task_timeout() -> u64 {
-    defaults::TASK_TIMEOUT_S
-}
-fn default_est_ms() -> u64 {
-    defaults::EST_TASK_MS
-}
-
 /// A job as `lppsp submit` sends it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -177,16 +167,16 @@ pub struct SubmitRequest {
     pub arch: Option<String>,
     #[serde(default)]
     pub min_power: u64,
-    #[serde(default = "default_attempts")]
+    #[serde(default = "defaults::max_attempts")]
     pub max_attempts: u32,
-    #[serde(default = "default_task_timeout")]
+    #[serde(default = "defaults::task_timeout_s")]
     pub task_timeout_s: u64,
     /// Expected time of one task before any has finished, ms.
-    #[serde(default = "default_est_ms")]
+    #[serde(default = "defaults::est_task_ms")]
     pub est_task_ms: u64,
     /// Nodes that must return byte-equal results for each input (1: no
     /// verification); see `lppsp_core::job`.
-    #[serde(default = "default_verify")]
+    #[serde(default = "defaults::verify")]
     pub verify: u32,
     /// Run again the unfinished job with this id, as the node's journal
     /// recorded it (`lppsp submit --resume JOB`); the other fields are
@@ -198,10 +188,6 @@ pub struct SubmitRequest {
     /// not placed and count as no demand; unset = any price.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_price: Option<Price>,
-}
-
-fn default_verify() -> u32 {
-    defaults::VERIFY
 }
 
 /// What the runtime keeps of a job beside the core's [`ClientJob`]: its

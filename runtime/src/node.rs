@@ -7,11 +7,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use lppsp_core::beacon::{self, BeaconCrypto, BeaconHeaders};
 use lppsp_core::book::{Book, BookConfig, BookEvent, Departure};
-use lppsp_core::component::{Balancer, MarketSample};
+use lppsp_core::component::Balancer;
 use lppsp_core::config::{NodeConfig, Role};
 use lppsp_core::curves::SupplyCurve;
 use lppsp_core::market::{self, Market, MarketConfig, MarketOutput};
 use lppsp_core::money::Bounty;
+use lppsp_core::node::beacons::{BeaconSchedule, BeaconState};
+use lppsp_core::node::sampling::{self, MarketSampler};
 use lppsp_core::registry::{Registry, TransportParams};
 use lppsp_core::wire::headers::ResultHeaders;
 use lppsp_core::wire::{Arch, Body, Endpoint, Frame, Hand, Message};
@@ -31,12 +33,13 @@ use crate::control::reply::{
     PeerStatus, ReceiptEntry,
 };
 use crate::control::{self, reply_json, ControlRequest, Request};
-use crate::integrator::{self, Integrator};
+use crate::integrator;
 use crate::join::JoinService;
 use crate::links::{self, NetEvent};
 use crate::refusals::MemberRefusals;
 use crate::sharing::Sharing;
 use crate::{beacon_socket, power, NodeError};
+use lppsp_core::node::integrator::Integrator;
 
 /// The software name and version sent in Hand beacons.
 pub const SOFTWARE: &str = concat!("lppsp/", env!("CARGO_PKG_VERSION"));
@@ -334,14 +337,11 @@ async fn run_inner(
         market_file,
         restored,
         balancer,
-        last_sample: None,
+        sampler: MarketSampler::new(cfg.market.initial_price, expiry_ms),
         started: Instant::now(),
-        idle: true,
-        queue: 0,
+        beacons: BeaconSchedule::new(),
         supply,
-        sampled_price: cfg.market.initial_price,
-        last_price_change_ms: None,
-        ticks: 0,
+
         identity,
         me,
         cfg,
@@ -349,7 +349,8 @@ async fn run_inner(
         transport,
         compute,
         client,
-        integrator: Integrator::new(executor),
+        integrator: Integrator::new(),
+        reduce_with: executor,
         relay_tx,
         accounts,
         receipts_waiting: Vec::new(),
@@ -410,22 +411,21 @@ struct Driver {
     /// The state read from `market_file` at start, for status.
     restored: Option<market::Committed>,
     balancer: Box<dyn Balancer>,
-    last_sample: Option<MarketSample>,
+    /// When samples reach the balancer.
+    sampler: MarketSampler,
     started: Instant,
-    idle: bool,
-    queue: u64,
+    /// Beacon timing, and the idle state and queue Idle announces.
+    beacons: BeaconSchedule,
     /// What this node offers at each price (`[share] min_price`,
     /// `price_slots`).
     supply: SupplyCurve,
-    /// The price of the latest market sample, and when the sampled price
-    /// last changed (monotonic ms): samples are held back from the
-    /// balancer until the peers' beacons show a new price.
-    sampled_price: lppsp_core::Price,
-    last_price_change_ms: Option<u64>,
-    ticks: u64,
+
     compute: Option<Arc<ComputeService>>,
     client: Client,
+    /// Results held for other nodes' jobs.
     integrator: Integrator,
+    /// The executor whose reduce integrates them.
+    reduce_with: Arc<dyn lppsp_core::component::Executor>,
     /// Frames for other nodes from tasks off the driver (results relayed to
     /// an integrator, integrated job results).
     relay_tx: mpsc::UnboundedSender<(NodeId, lppsp_core::wire::Frame)>,
@@ -444,6 +444,9 @@ struct Driver {
 
 /// Network events queued for the driver, at most.
 const NET_EVENTS_QUEUED: usize = 8192;
+
+/// Ticks between two checks of clients' bounty claims and arrears.
+const CLAIMS_EVERY_TICKS: u64 = 5;
 
 /// Ticks between two anti-entropy steps (our heads to one peer).
 const SYNC_EVERY_TICKS: u64 = 10;
@@ -613,8 +616,9 @@ impl Driver {
         match ev {
             NetEvent::Frame { peer, frame, reply } => match &frame.message {
                 Message::Result { .. } if ResultHeaders::for_integrator(&frame.headers) => {
-                    if let Some((client, notice)) = self.integrator.on_result(now, peer, frame) {
-                        self.relay(client, notice);
+                    match self.integrator.on_result(now, peer, frame) {
+                        Some((client, notice)) => self.relay(client, notice),
+                        None => debug!(%peer, "result for an integrator without a client dropped"),
                     }
                 }
                 Message::Integrate { job, tasks, kernel } => {
@@ -623,7 +627,7 @@ impl Driver {
                     if let Err(why) = &results {
                         self.refusals.refuse(peer, "integrate_incomplete", why);
                     }
-                    let executor = self.integrator.executor();
+                    let executor = self.reduce_with.clone();
                     let price = self.market.price();
                     let relay = self.relay_tx.clone();
                     tokio::spawn(
@@ -676,23 +680,17 @@ impl Driver {
     }
 
     async fn on_tick(&mut self) {
-        self.ticks += 1;
         self.check_sharing();
         self.send_hand().await;
         let load = self.compute.as_ref().map(|c| c.load()).unwrap_or(0);
-        let idle = load == 0 && self.sharing.is_available();
-        // The Queue header counts every task waiting here: running or
-        // queued on this node's slots, and this node's jobs' tasks not yet
-        // placed that would buy at the price, so that every node computes
-        // the same pool pressure and demand at that price.
-        let queue = load.saturating_add(self.client.pending(self.market.price()));
-        // Idle is sent on change; repeating it every few ticks heals a lost datagram.
-        let changed = idle != self.idle || queue != self.queue;
-        self.idle = idle;
-        self.queue = queue;
-        if changed || self.ticks.is_multiple_of(5) {
+        let pending = self.client.pending(self.market.price());
+        if self
+            .beacons
+            .on_tick(load, pending, self.sharing.is_available())
+        {
             self.send_idle().await;
         }
+        let ticks = self.beacons.ticks();
         let now = self.now_ms();
         self.book.handle_timeout(now);
         self.client.handle_timeout(now);
@@ -700,13 +698,15 @@ impl Driver {
         for r in self.accounts.due_for_resend(now) {
             self.spread_receipt(&r).await;
         }
-        if self.ticks.is_multiple_of(5) {
+        if ticks.is_multiple_of(CLAIMS_EVERY_TICKS) {
             self.check_claims();
         }
-        if self.ticks.is_multiple_of(SYNC_EVERY_TICKS) {
+        if ticks.is_multiple_of(SYNC_EVERY_TICKS) {
             self.send_heads(now);
         }
-        self.integrator.expire(now);
+        for (client, job) in self.integrator.expire(now) {
+            warn!(%client, %job, "dropping results of a job nobody asked for");
+        }
         let expiry = self.cfg.network.expiry_ms();
         self.client
             .links()
@@ -735,8 +735,17 @@ impl Driver {
         self.seq
     }
 
-    async fn broadcast(&mut self, message: Message, hand: bool) {
+    async fn broadcast(&mut self, message: Message) {
         let seq = self.next_seq();
+        let reserve = self.cfg.node.role.computes().then(|| self.supply.reserve());
+        let state = BeaconState::of(
+            &message,
+            &self.beacons,
+            self.offered_slots(),
+            reserve,
+            self.market.committed(),
+        );
+        let hand = state.introduces;
         let headers = BeaconHeaders {
             node: self.me.id,
             seq,
@@ -744,13 +753,10 @@ impl Driver {
             cert_der: hand.then_some(self.identity.cert_der()),
             protocol: hand.then_some(PROTOCOL_VERSION),
             software: hand.then_some(SOFTWARE),
-            queue: matches!(message, Message::Idle { .. }).then_some(self.queue),
-            epoch: hand.then(|| {
-                let c = self.market.committed();
-                (c.epoch, c.proposer)
-            }),
-            slots: hand.then(|| self.offered_slots()),
-            reserve: (hand && self.cfg.node.role.computes()).then(|| self.supply.reserve()),
+            queue: state.queue,
+            epoch: state.epoch,
+            slots: state.slots,
+            reserve: state.reserve,
         };
         let datagram = beacon::build(self.market.price(), message, &headers, |m| {
             self.identity.sign(m)
@@ -781,19 +787,18 @@ impl Driver {
             is_client,
             remaining_bounty: is_client.then_some(self.remaining_bounty()),
         };
-        self.broadcast(Message::Hand(hand), true).await;
+        self.broadcast(Message::Hand(hand)).await;
     }
 
     async fn send_idle(&mut self) {
-        let idle = self.idle && self.cfg.node.role.computes() && self.sharing.is_available();
-        self.broadcast(Message::Idle { idle }, false).await;
+        let idle = self.beacons.idle() && self.cfg.node.role.computes();
+        self.broadcast(Message::Idle { idle }).await;
     }
 
     async fn send_leave(&mut self) {
         // Twice: a lost Leave would leave peers waiting for expiry.
         for _ in 0..2 {
-            self.broadcast(Message::Leave { addr: self.me.addr }, false)
-                .await;
+            self.broadcast(Message::Leave { addr: self.me.addr }).await;
         }
     }
 
@@ -1018,31 +1023,18 @@ impl Driver {
     /// agreement's timers.
     fn sample_market(&mut self, now: u64) {
         let own = market::OwnShare {
-            queue: self.queue,
+            queue: self.beacons.queue(),
             power: self.me.power,
             slots: self.offered_slots(),
         };
         let price = self.market.price();
-        if price != self.sampled_price {
-            self.sampled_price = price;
-            self.last_price_change_ms = Some(now);
-        }
         let sample = market::sample_book(&self.book, now, price, Some(own));
-        self.last_sample = Some(sample);
+        let behind = self.book.peers().any(|p| p.price != price);
         let live = self.live_members();
-        // Right after a price change, the peers' Queue and Slots may still
-        // be those of the old price: such a sample mixes two markets.
-        // Wait until every peer's beacons carry the new price, for at most
-        // two expiry periods (a peer stuck at another price must not
-        // starve the balancer).
-        let settling = self.last_price_change_ms.is_some_and(|t| {
-            now.saturating_sub(t) < self.cfg.network.expiry_ms().saturating_mul(2)
-                && self.book.peers().any(|p| p.price != price)
-        });
-        if settling {
+        let Some(sample) = self.sampler.take(now, sample, behind) else {
             self.market.handle_timeout(now, &live);
             return;
-        }
+        };
         let proposal = self.balancer.on_sample(&sample);
         let proposes = self.balancer_proposes();
         if let Some(p) = proposal.filter(|_| proposes) {
@@ -1055,7 +1047,10 @@ impl Driver {
     /// Whether this node's balancer may propose: an observer-only balancer
     /// (ml) proposes on an observer node and nowhere else.
     fn balancer_proposes(&self) -> bool {
-        self.cfg.node.role == Role::Observer || !self.balancer.observer_only()
+        sampling::balancer_proposes(
+            self.cfg.node.role == Role::Observer,
+            self.balancer.observer_only(),
+        )
     }
 
     /// Counts a refusal of what a member said about the price or its queue.
@@ -1076,7 +1071,7 @@ impl Driver {
         }
         for out in outputs {
             match out {
-                MarketOutput::Broadcast(message) => self.broadcast(message, false).await,
+                MarketOutput::Broadcast(message) => self.broadcast(message).await,
                 MarketOutput::Committed(c) => {
                     info!(price = %c.price, epoch = c.epoch, proposer = ?c.proposer.map(|p| p.to_string()), "price committed");
                     self.balancer.on_commit(c.price);
@@ -1114,9 +1109,12 @@ impl Driver {
             price: c.price,
             epoch: c.epoch,
             proposer: c.proposer,
-            pressure: self.last_sample.map(|s| s.pressure_milli as f64 / 1000.0),
-            demand_tasks: self.last_sample.map(|s| s.demand_tasks),
-            supply_mflops: self.last_sample.map(|s| s.supply_mflops),
+            pressure: self
+                .sampler
+                .last()
+                .map(|s| s.pressure_milli as f64 / 1000.0),
+            demand_tasks: self.sampler.last().map(|s| s.demand_tasks),
+            supply_mflops: self.sampler.last().map(|s| s.supply_mflops),
             balancer: self.balancer.describe(),
             balancer_kind: self.balancer.name().to_string(),
             balancer_proposes: self.balancer_proposes(),

@@ -33,8 +33,12 @@ use lppsp_core::job::JobSpec;
 use lppsp_core::market::{self, Committed, Market, MarketConfig, MarketOutput};
 use lppsp_core::money::{Bounty, Price};
 use lppsp_core::node::admission::{Admission, AdmissionConfig, NodeState, TaskOffer};
+use lppsp_core::node::beacons::BeaconSchedule;
+use lppsp_core::node::beacons::BeaconState;
 use lppsp_core::node::client::{self, Client, ClientEvent, ClientJob};
+use lppsp_core::node::integrator::{self, Integrator};
 use lppsp_core::node::placement::PeerViews;
+use lppsp_core::node::sampling::{self, MarketSampler};
 use lppsp_core::registry::Registry;
 use lppsp_core::splitmix::splitmix64;
 use lppsp_core::wire::headers::{ResultHeaders, TaskHeaders};
@@ -53,7 +57,6 @@ use crate::SimError;
 const SIM_EPOCH_S: u64 = 1_767_225_600;
 /// As the node's client: queue about this much work per slot ahead.
 /// A node repeats Idle every this many ticks (as the node does).
-const IDLE_REPEAT_TICKS: u64 = 5;
 const SOFTWARE: &str = "lppsp-sim";
 
 /// One row of the time series.
@@ -235,13 +238,14 @@ struct SimNode {
     /// Bumped at each death so that its pending completions are void.
     life: u32,
     seq: u64,
-    ticks: u64,
-    idle: bool,
-    queue: u64,
+    beacons: BeaconSchedule,
+    sampler: MarketSampler,
     market: Market,
     balancer: Option<Box<dyn Balancer>>,
     // Compute.
     admission: Admission,
+    /// Results held for other nodes' jobs.
+    integrator: Integrator,
     waiting: VecDeque<Work>,
     running: Vec<Running>,
     tasks_done: u64,
@@ -270,6 +274,8 @@ pub struct Sim<'a> {
     /// Other members of each domain's book, for price rounds (per tick).
     live: Vec<Vec<NodeId>>,
     samples: Vec<Option<MarketSample>>,
+    /// How many members of each domain's book carry each price.
+    price_counts: Vec<BTreeMap<Price, usize>>,
     /// Whether each domain's Hands carried one committed state at the last
     /// tick.
     claims_agreed: Vec<bool>,
@@ -330,6 +336,7 @@ impl<'a> Sim<'a> {
             books,
             live: vec![Vec::new(); domains],
             samples: vec![None; domains],
+            price_counts: vec![BTreeMap::new(); domains],
             claims_agreed: vec![true; domains],
             views: vec![PeerViews::default(); domains],
             partition: None,
@@ -426,6 +433,13 @@ impl<'a> Sim<'a> {
         } else {
             None
         };
+        // The node's rule (`sampling::balancer_proposes`): an
+        // observer-only balancer proposes from the pool's observer, here
+        // the first node, and nowhere else; a node whose proposals would
+        // be dropped runs none (the same outcome, without the fitting).
+        let observer = index == 0;
+        let balancer =
+            balancer.filter(|b| sampling::balancer_proposes(observer, b.observer_only()));
         let scheduler = if is_client {
             let j = &self.sc.jobs.scheduler;
             let section = ComponentSection {
@@ -452,9 +466,8 @@ impl<'a> Sim<'a> {
             alive: true,
             life: 0,
             seq: 0,
-            ticks: 0,
-            idle: true,
-            queue: 0,
+            beacons: BeaconSchedule::new(),
+            sampler: MarketSampler::new(self.sc.initial_price, self.expiry_ms),
             market: Market::new(MarketConfig {
                 me: id,
                 initial_price: self.sc.initial_price,
@@ -467,6 +480,7 @@ impl<'a> Sim<'a> {
                 reconcile_after_ms: self.expiry_ms.saturating_mul(2),
             }),
             balancer,
+            integrator: Integrator::new(),
             admission: Admission::new(AdmissionConfig::from_share(
                 &ShareSection {
                     slots: pop.slots,
@@ -615,9 +629,15 @@ impl<'a> Sim<'a> {
             return;
         };
         n.seq += 1;
-        let hand = matches!(message, Message::Hand(_));
-        let c = n.market.committed();
         let curve = lppsp_core::curves::SupplyCurve::flat(n.reserve, self.sc.population.slots);
+        let state = BeaconState::of(
+            &message,
+            &n.beacons,
+            curve.slots_at(n.market.price()),
+            Some(n.reserve),
+            n.market.committed(),
+        );
+        let hand = state.introduces;
         let b = VerifiedBeacon {
             node: n.id,
             seq: n.seq,
@@ -625,10 +645,10 @@ impl<'a> Sim<'a> {
             cert_der: hand.then(Vec::new),
             protocol: hand.then(|| PROTOCOL_VERSION.to_string()),
             software: hand.then(|| SOFTWARE.to_string()),
-            queue: matches!(message, Message::Idle { .. }).then_some(n.queue),
-            slots: hand.then(|| curve.slots_at(n.market.price())),
-            reserve: hand.then_some(n.reserve),
-            epoch: hand.then_some((c.epoch, c.proposer)),
+            queue: state.queue,
+            slots: state.slots,
+            reserve: state.reserve,
+            epoch: state.epoch,
             message,
         };
         let src = n.addr.0;
@@ -665,15 +685,11 @@ impl<'a> Sim<'a> {
             if !n.alive {
                 continue;
             }
-            n.ticks += 1;
             let load = (n.running.len() + n.waiting.len()) as u64;
             let pending = n.client.pending(n.market.price());
-            let idle = load == 0;
-            let queue = load.saturating_add(pending);
-            let changed = idle != n.idle || queue != n.queue;
-            n.idle = idle;
-            n.queue = queue;
-            let repeat = n.ticks % IDLE_REPEAT_TICKS == 0;
+            // Simulated owners never take their machines back.
+            let idle_due = n.beacons.on_tick(load, pending, true);
+            let idle = n.beacons.idle();
             let hand = Hand {
                 addr: n.addr,
                 power: n.power,
@@ -687,7 +703,7 @@ impl<'a> Sim<'a> {
                 ..hand
             };
             self.beacon(i, Message::Hand(hand));
-            if changed || repeat {
+            if idle_due {
                 self.beacon(i, Message::Idle { idle });
             }
         }
@@ -714,6 +730,12 @@ impl<'a> Sim<'a> {
                 // balancer then reads it at its own price.
                 let price = modal_price(book.peers().map(|p| p.price));
                 *s = Some(market::sample_book(book, now, price, None));
+            }
+            if let Some(c) = self.price_counts.get_mut(d) {
+                c.clear();
+                for p in book.peers() {
+                    *c.entry(p.price).or_insert(0) += 1;
+                }
             }
             if let Some(l) = self.live.get_mut(d) {
                 l.clear();
@@ -765,9 +787,19 @@ impl<'a> Sim<'a> {
                 }
             }
             n.client.handle_timeout(now);
+            n.integrator.expire(now);
             let timers = n.client.wants_round();
-            if let Some(mut sample) = self.samples.get(d).copied().flatten() {
-                sample.price = n.market.price();
+            let domain_sample = self.samples.get(d).copied().flatten().map(|mut s| {
+                s.price = n.market.price();
+                s
+            });
+            // Whether some member of the domain still carries another price.
+            let behind = self.price_counts.get(d).is_some_and(|c| {
+                let at_ours = c.get(&n.market.price()).copied().unwrap_or(0);
+                c.values().sum::<usize>() > at_ours
+            });
+            let sample = domain_sample.and_then(|s| n.sampler.take(now, s, behind));
+            if let Some(sample) = sample {
                 if let Some(b) = &mut n.balancer {
                     let proposal = b.on_sample(&sample);
                     if self.opts.trace_node == Some(i) {
@@ -1152,21 +1184,22 @@ impl<'a> Sim<'a> {
                     }
                 }
             }
-            Message::Cancel { task: None, .. } => {}
-            Message::Result { job, task, ok } if ResultHeaders::for_integrator(&frame.headers) => {
+            Message::Cancel { job, task: None } => n.integrator.forget(sender, job),
+            Message::Result { .. } if ResultHeaders::for_integrator(&frame.headers) => {
                 // We integrate for the client: hold the result, tell it.
-                let Ok(headers) = ResultHeaders::read(&frame.headers) else {
-                    return Ok(());
-                };
-                let Some(client) = headers.client else {
-                    return Ok(());
-                };
-                let notice = Frame::new(frame.price, Message::Result { job, task, ok });
-                let notice = headers.notice_from(sender).write(notice);
-                self.send(to, client, notice);
+                if let Some((client, notice)) = n.integrator.on_result(now, sender, frame) {
+                    self.send(to, client, notice);
+                }
             }
-            Message::Integrate { job, .. } => {
-                let answer = Frame::new(n.market.price(), Message::Integrated { job, ok: true });
+            Message::Integrate { job, tasks, .. } => {
+                // The simulated kernel's reduce is empty: the answer says
+                // whether every result is held here.
+                let outcome = n
+                    .integrator
+                    .take_for_integration(sender, job, tasks)
+                    .map(|_| Vec::new())
+                    .map_err(|e| e.to_string());
+                let answer = integrator::answer(n.market.price(), job, outcome);
                 self.send(to, sender, answer);
             }
             Message::Result { .. } => {
@@ -1274,6 +1307,7 @@ impl<'a> Sim<'a> {
         n.waiting.clear();
         n.running.clear();
         n.admission = Admission::new(n.admission.config().clone());
+        n.integrator = Integrator::new();
         self.lost += n.client.len() as u64;
         n.client = Client::new(n.id, self.expiry_ms);
         // Unsettled charges die with the payer: no receipt, no money moves.

@@ -272,11 +272,11 @@ pub struct Jobs {
     /// Share of jobs that require one architecture (picked like nodes').
     #[serde(default)]
     pub arch_constrained: f64,
-    #[serde(default = "default_attempts")]
+    #[serde(default = "defaults::max_attempts")]
     pub max_attempts: u32,
-    #[serde(default = "default_task_timeout")]
+    #[serde(default = "defaults::task_timeout_s")]
     pub task_timeout_s: u64,
-    #[serde(default = "default_est_ms")]
+    #[serde(default = "defaults::est_task_ms")]
     pub est_task_ms: u64,
     #[serde(default)]
     pub bursts: Vec<Burst>,
@@ -291,15 +291,6 @@ pub struct Jobs {
     pub schedule_delay_ms: u64,
 }
 
-fn default_attempts() -> u32 {
-    defaults::MAX_ATTEMPTS
-}
-fn default_task_timeout() -> u64 {
-    defaults::TASK_TIMEOUT_S
-}
-fn default_est_ms() -> u64 {
-    defaults::EST_TASK_MS
-}
 fn default_scheduler() -> Component {
     Component {
         kind: "price-aware".into(),

@@ -13,3 +13,27 @@ pub const EST_TASK_MS: u64 = 10;
 pub const VERIFY: u32 = 1;
 /// Open meters are settled into receipts at least this often, ms.
 pub const SETTLE_EVERY_MS: u64 = 10_000;
+
+/// [`MAX_ATTEMPTS`], for serde's `default = "..."`.
+#[must_use]
+pub fn max_attempts() -> u32 {
+    MAX_ATTEMPTS
+}
+
+/// [`TASK_TIMEOUT_S`], for serde's `default = "..."`.
+#[must_use]
+pub fn task_timeout_s() -> u64 {
+    TASK_TIMEOUT_S
+}
+
+/// [`EST_TASK_MS`], for serde's `default = "..."`.
+#[must_use]
+pub fn est_task_ms() -> u64 {
+    EST_TASK_MS
+}
+
+/// [`VERIFY`], for serde's `default = "..."`.
+#[must_use]
+pub fn verify() -> u32 {
+    VERIFY
+}
