@@ -265,6 +265,7 @@ fn run_one(sc: &Scenario, s: usize, seed: u64) -> anyhow::Result<(RunOutput, Rea
     let clients: Vec<usize> = (0..nodes.len()).filter(|&i| nodes[i].is_client).collect();
     let mut cluster = Cluster::start_nodes(&specs, "lppsp-real-", "lppsp real-run community")?;
     wait_all_see_each_other(&mut cluster, Duration::from_secs(120))?;
+    warn_below_draw(&cluster, &nodes);
 
     let exe = std::env::current_exe().context("finding the lppsp binary")?;
     let jobs = draws::all_jobs(sc, seed);
@@ -402,6 +403,21 @@ fn receipt_totals(socket: &Path) -> ReceiptTotals {
         totals.mflop += r.power as f64 * r.seconds;
     }
     totals
+}
+
+/// Warns of each node that offers less power than drawn: a node offers at
+/// most what its self-benchmark measured (a debug build on a loaded
+/// machine measures little), and it charges and counts in supply at that.
+fn warn_below_draw(cluster: &Cluster, nodes: &[NodeDraw]) {
+    for (node, draw) in cluster.nodes.iter().zip(nodes) {
+        let offered = node.status().map_or(0, |s| s.node.power);
+        if offered < draw.power {
+            eprintln!(
+                "warning: {} offers {offered} MFLOPS, below its drawn {} (its self-benchmark)",
+                node.name, draw.power
+            );
+        }
+    }
 }
 
 /// Waits until every node's book lists every other node.
