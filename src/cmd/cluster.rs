@@ -275,14 +275,8 @@ impl Cluster {
             if ready {
                 return Ok(());
             }
-            for n in &mut self.nodes {
-                if let Ok(Some(exit)) = n.child.try_wait() {
-                    bail!(
-                        "node {} exited ({exit}) during start-up; see {}",
-                        n.name,
-                        self.dir.path().join(format!("{}.log", n.name)).display()
-                    );
-                }
+            if let Some(why) = self.exited() {
+                bail!("{why} during start-up");
             }
             if t.elapsed() > timeout {
                 bail!(
@@ -293,6 +287,19 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The first node process that has exited, with its exit status and
+    /// log file, or `None` while all run.
+    pub fn exited(&mut self) -> Option<String> {
+        self.nodes.iter_mut().find_map(|n| {
+            let exit = n.child.try_wait().ok().flatten()?;
+            Some(format!(
+                "node {} exited ({exit}); see {}",
+                n.name,
+                self.dir.path().join(format!("{}.log", n.name)).display()
+            ))
+        })
     }
 
     /// Stops every node (each gets SIGTERM at once, then is waited for).

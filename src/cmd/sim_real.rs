@@ -432,6 +432,9 @@ fn wait_all_see_each_other(cluster: &mut Cluster, timeout: Duration) -> anyhow::
         if ready {
             return Ok(());
         }
+        if let Some(why) = cluster.exited() {
+            bail!("{why} during start-up");
+        }
         if t.elapsed() > timeout {
             bail!(
                 "the nodes did not find each other within {} s; logs are in {}",
