@@ -171,8 +171,19 @@ fn simulator_and_real_nodes_agree_on_one_burst() {
     assert_eq!(clients, vec![2], "seed {SEED} no longer draws one client");
     assert_eq!(jobs.len(), 6, "seed {SEED} no longer draws a burst of 6");
 
-    let tmp = tempfile::tempdir().unwrap();
-    let (sim_out, real_out) = (tmp.path().join("sim"), tmp.path().join("real"));
+    // LPPSP_TEST_KEEP keeps both sides' outputs for a look after a failure.
+    let tmp = tempfile::Builder::new()
+        .prefix("lppsp-sim-vs-real-")
+        .tempdir()
+        .unwrap();
+    let root = tmp.path().to_path_buf();
+    let _removed_at_end = if std::env::var_os("LPPSP_TEST_KEEP").is_some() {
+        eprintln!("outputs kept in {}", tmp.keep().display());
+        None
+    } else {
+        Some(tmp)
+    };
+    let (sim_out, real_out) = (root.join("sim"), root.join("real"));
     lppsp_sim(&sim_out, false);
     lppsp_sim(&real_out, true);
     let sim = Side::read("simulator", &sim_out);

@@ -264,7 +264,11 @@ fn run_one(sc: &Scenario, s: usize, seed: u64) -> anyhow::Result<(RunOutput, Rea
     }
     let clients: Vec<usize> = (0..nodes.len()).filter(|&i| nodes[i].is_client).collect();
     let mut cluster = Cluster::start_nodes(&specs, "lppsp-real-", "lppsp real-run community")?;
-    wait_all_see_each_other(&mut cluster, Duration::from_secs(120))?;
+    if let Err(e) = wait_all_see_each_other(&mut cluster, Duration::from_secs(120)) {
+        // The error names a log in the cluster's folder: keep it.
+        cluster.keep();
+        return Err(e);
+    }
     warn_below_draw(&cluster, &nodes);
 
     let exe = std::env::current_exe().context("finding the lppsp binary")?;
