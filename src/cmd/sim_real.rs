@@ -24,11 +24,10 @@
 //! partitions, link latency and loss (loopback has none), architecture
 //! constraints, and populations above [`MAX_NODES`].
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use std::collections::BTreeMap;
 
 use anyhow::{bail, Context as _};
 use lppsp_core::money::{Bounty, Price};
