@@ -112,11 +112,35 @@ pub struct Cluster {
     dir: tempfile::TempDir,
 }
 
-fn free_port_tcp() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-fn free_port_udp() -> anyhow::Result<u16> {
-    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A port on 127.0.0.1 free for TCP and UDP when checked, for a node to
+/// bind a moment later.
+///
+/// Taken below the kernel's ephemeral range (32768-60999 on Linux), from
+/// an offset that differs between processes, and handed out once per
+/// process. A port bound at 0 and released is soon handed out again by
+/// the kernel, to the next pick here or as the local port of some
+/// outgoing connection, and the node that was to listen on it then exits
+/// at start-up (seen in tests/sim_vs_real.rs under load).
+fn free_port() -> anyhow::Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static SEED: OnceLock<u32> = OnceLock::new();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = *SEED.get_or_init(|| std::process::id().wrapping_mul(7_919) % SPAN);
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let Ok(port) = u16::try_from(LOW + (seed + n) % SPAN) else {
+            continue;
+        };
+        let tcp = TcpListener::bind(("127.0.0.1", port));
+        let udp = UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port on 127.0.0.1 in {LOW}..{}", LOW + SPAN)
 }
 
 /// One `Status` call to a control socket; `None` when the node does not
@@ -210,7 +234,7 @@ impl Cluster {
         lppsp_transport_tls::ca::init_ca(&ca, community).context("making the community CA")?;
         let mut ports = Vec::new();
         for _ in specs {
-            ports.push((free_port_tcp()?, free_port_udp()?, free_port_tcp()?));
+            ports.push((free_port()?, free_port()?, free_port()?));
         }
         let mut cluster = Cluster {
             nodes: Vec::new(),
@@ -275,14 +299,8 @@ impl Cluster {
             if ready {
                 return Ok(());
             }
-            for n in &mut self.nodes {
-                if let Ok(Some(exit)) = n.child.try_wait() {
-                    bail!(
-                        "node {} exited ({exit}) during start-up; see {}",
-                        n.name,
-                        self.dir.path().join(format!("{}.log", n.name)).display()
-                    );
-                }
+            if let Some(why) = self.exited() {
+                bail!("{why} during start-up");
             }
             if t.elapsed() > timeout {
                 bail!(
@@ -293,6 +311,19 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The first node process that has exited, with its exit status and
+    /// log file, or `None` while all run.
+    pub fn exited(&mut self) -> Option<String> {
+        self.nodes.iter_mut().find_map(|n| {
+            let exit = n.child.try_wait().ok().flatten()?;
+            Some(format!(
+                "node {} exited ({exit}); see {}",
+                n.name,
+                self.dir.path().join(format!("{}.log", n.name)).display()
+            ))
+        })
     }
 
     /// Stops every node (each gets SIGTERM at once, then is waited for).

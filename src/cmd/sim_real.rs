@@ -9,33 +9,50 @@
 //! min_price`); clients run as `both`, the others as `compute`; each job is
 //! submitted by `lppsp submit` at its time, from its client, with its max
 //! price, as a W2 (Monte Carlo) job of the drawn task count whose samples
-//! follow the drawn work. The nodes are sampled through their control
-//! sockets every `sample_every_s`. Time is real: a scenario of 300 s takes
-//! 300 s per strategy and seed.
+//! follow the drawn work: the runner first times W2 on one core of this
+//! machine and sizes tasks so that one of W MFLOP runs W / P seconds there,
+//! P the population's mean drawn power, as the simulator times it. The
+//! nodes are sampled through their control sockets every `sample_every_s`.
+//! Time is real: a scenario of 300 s takes 300 s per strategy and seed.
+//!
+//! Besides the simulator's files, each run writes `real-seed<S>.json` in
+//! its strategy's folder ([`RealRun`]): per node the committed price
+//! history, tasks done and refused, refusals by reason, and the receipts'
+//! totals, which the simulator's output format has no column for.
 //!
 //! Not reproduced (a warning names each one the scenario uses): churn,
 //! partitions, link latency and loss (loopback has none), architecture
 //! constraints, and populations above [`MAX_NODES`].
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use lppsp_core::money::{Bounty, Price};
-use lppsp_runtime::control::reply::NodeStatus;
+use lppsp_executor_builtin as builtin;
+use lppsp_runtime::control::reply::{LedgerReply, NodeStatus};
+use lppsp_runtime::control::{self, Request};
 use lppsp_sim::draws::{self, JobDraw, NodeDraw};
 use lppsp_sim::engine::{EarningsRow, SeriesRow};
 use lppsp_sim::output::Written;
 use lppsp_sim::scenario::NO_BALANCER;
 use lppsp_sim::{RunOutput, Scenario};
+use serde::Serialize;
 
 use super::cluster::{self, Cluster, NodeSpec};
 
 /// Most node processes one run starts (2 cores run them all).
 pub const MAX_NODES: u32 = 24;
-/// W2 samples per MFLOP of drawn task work (a sample is about 20 flop).
-const SAMPLES_PER_MFLOP: u64 = 50_000;
+/// How long the runner times W2 on one core before a run: long enough to
+/// average over the scheduler's time slices, short beside any scenario.
+const CALIBRATION: Duration = Duration::from_millis(300);
+/// W2 samples timed at once during calibration (a few ms each).
+const CALIBRATION_CHUNK: u64 = 100_000;
+/// Receipts read back from a client's ledger at the end, at most (the
+/// node's own cap on one `ledger` request).
+const MAX_RECEIPTS: usize = 100_000;
 
 /// Runs every strategy under every seed on real nodes and writes the
 /// simulator's outputs into `out`.
@@ -44,18 +61,92 @@ pub fn run(sc: &Scenario, seeds: &[u64], out: &Path) -> anyhow::Result<Written> 
         eprintln!("warning: --real does not reproduce {why}");
     }
     let mut runs = Vec::new();
+    let mut extras = Vec::new();
     for (s, strategy) in sc.strategies.iter().enumerate() {
         for &seed in seeds {
             eprintln!(
                 "real nodes: strategy {} seed {seed}, {} s",
                 strategy.name, sc.duration_s
             );
-            let r = run_one(sc, s, seed)
+            let (r, extra) = run_one(sc, s, seed)
                 .with_context(|| format!("strategy {} seed {seed}", strategy.name))?;
             runs.push((s, seed, r));
+            extras.push((s, seed, extra));
         }
     }
-    Ok(lppsp_sim::output::write_all(sc, seeds, &runs, out)?)
+    let mut written = lppsp_sim::output::write_all(sc, seeds, &runs, out)?;
+    for (s, seed, extra) in extras {
+        let path = out
+            .join(&sc.strategies[s].name)
+            .join(format!("real-seed{seed}.json"));
+        let text = serde_json::to_string_pretty(&extra).context("writing the real run's nodes")?;
+        std::fs::write(&path, text + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        written.files.push(path);
+    }
+    Ok(written)
+}
+
+/// What a real run saw beyond the simulator's output format
+/// (`real-seed<S>.json`).
+#[derive(Debug, Serialize)]
+pub struct RealRun {
+    /// W2 samples per MFLOP of drawn work in this run's tasks.
+    pub samples_per_mflop: u64,
+    pub nodes: Vec<RealNode>,
+    /// The receipts in the first client's ledger at the end.
+    pub receipts: ReceiptTotals,
+}
+
+/// One node at the end of a real run.
+#[derive(Debug, Serialize)]
+pub struct RealNode {
+    pub index: usize,
+    pub name: String,
+    pub id: String,
+    /// The drawn reserve price.
+    pub reserve: f64,
+    /// The power the node offered (its benchmark, capped by the draw).
+    pub power: u64,
+    pub tasks_done: u64,
+    pub tasks_failed: u64,
+    /// Tasks this node refused, every reason together (the node counts
+    /// no reasons for these).
+    pub tasks_refused: u64,
+    /// What this node refused from members, by reason.
+    pub member_refusals: BTreeMap<String, u64>,
+    pub earned: f64,
+    pub spent: f64,
+    /// Every committed price this node took: (ms on its clock, epoch, price).
+    pub history: Vec<(u64, u64, f64)>,
+    /// Whether the node answered at the end.
+    pub answered: bool,
+}
+
+/// Totals over receipts.
+#[derive(Debug, Default, Serialize)]
+pub struct ReceiptTotals {
+    pub count: u64,
+    /// The bounty charged.
+    pub charge: f64,
+    /// Power x time charged for, MFLOP (charge / this is the mean price).
+    pub mflop: f64,
+}
+
+/// W2 samples one core of this machine draws per second, as it is loaded now.
+fn w2_samples_per_second() -> u64 {
+    let start = Instant::now();
+    let mut samples = 0u64;
+    while start.elapsed() < CALIBRATION {
+        std::hint::black_box(builtin::w2_hits(samples, CALIBRATION_CHUNK));
+        samples = samples.saturating_add(CALIBRATION_CHUNK);
+    }
+    let micros = u64::try_from(start.elapsed().as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    u64::try_from(u128::from(samples) * 1_000_000 / u128::from(micros))
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 /// What of the scenario real nodes on loopback leave out.
@@ -80,8 +171,9 @@ fn not_reproduced(sc: &Scenario) -> Vec<String> {
 /// A node's config sections for strategy `s`.
 fn node_spec(sc: &Scenario, s: usize, index: usize, node: &NodeDraw) -> anyhow::Result<NodeSpec> {
     let mut extra = format!(
-        "[market]\ninitial_price = \"{}\"\nmin_move_interval_ms = 0\n\n[share]\nslots = {}\nmax_mflops = {}\n",
+        "[market]\ninitial_price = \"{}\"\ngrant = \"{}\"\nmin_move_interval_ms = 0\n\n[share]\nslots = {}\nmax_mflops = {}\n",
         sc.initial_price,
+        sc.grant,
         sc.population.slots.max(1),
         node.power,
     );
@@ -144,7 +236,7 @@ struct JobCounts {
     latency_mark: usize,
 }
 
-fn run_one(sc: &Scenario, s: usize, seed: u64) -> anyhow::Result<RunOutput> {
+fn run_one(sc: &Scenario, s: usize, seed: u64) -> anyhow::Result<(RunOutput, RealRun)> {
     let count = sc.population.count;
     if !(2..=MAX_NODES).contains(&count) {
         bail!("population.count is {count}; --real runs 2 to {MAX_NODES} nodes");
@@ -171,12 +263,21 @@ fn run_one(sc: &Scenario, s: usize, seed: u64) -> anyhow::Result<RunOutput> {
     }
     let clients: Vec<usize> = (0..nodes.len()).filter(|&i| nodes[i].is_client).collect();
     let mut cluster = Cluster::start_nodes(&specs, "lppsp-real-", "lppsp real-run community")?;
-    wait_all_see_each_other(&mut cluster, Duration::from_secs(120))?;
+    if let Err(e) = wait_all_see_each_other(&mut cluster, Duration::from_secs(120)) {
+        // The error names a log in the cluster's folder: keep it.
+        cluster.keep();
+        return Err(e);
+    }
+    warn_below_draw(&cluster, &nodes);
 
     let exe = std::env::current_exe().context("finding the lppsp binary")?;
     let jobs = draws::all_jobs(sc, seed);
+    // Timed with the nodes up and idle, as loaded as the run will find
+    // the machine: a task of W MFLOP then runs W / P s on one core here.
+    let mean_power = nodes.iter().map(|n| n.power).sum::<u64>() / u64::from(count);
+    let samples_per_mflop = (w2_samples_per_second() / mean_power.max(1)).max(1);
     eprintln!(
-        "real nodes: {} nodes ({} clients{}), {} jobs drawn; logs in {}",
+        "real nodes: {} nodes ({} clients{}), {} jobs drawn, {samples_per_mflop} W2 samples per MFLOP; logs in {}",
         nodes.len(),
         clients.len(),
         if observer { ", an observer" } else { "" },
@@ -205,7 +306,7 @@ fn run_one(sc: &Scenario, s: usize, seed: u64) -> anyhow::Result<RunOutput> {
             let Some(c) = draws::pick_client(job.client_pick, &clients) else {
                 continue;
             };
-            let child = submit(&exe, &cluster.nodes[c].control, sc, job)?;
+            let child = submit(&exe, &cluster.nodes[c].control, sc, job, samples_per_mflop)?;
             running.push(Submitted {
                 child,
                 at: Instant::now(),
@@ -229,8 +330,97 @@ fn run_one(sc: &Scenario, s: usize, seed: u64) -> anyhow::Result<RunOutput> {
     out.balancer_state = cluster.nodes[specs.len() - 1]
         .status()
         .map(|st| st.market.balancer);
+    let real = RealRun {
+        samples_per_mflop,
+        nodes: real_nodes(&cluster, &nodes),
+        receipts: clients
+            .first()
+            .map(|&c| receipt_totals(&cluster.nodes[c].control))
+            .unwrap_or_default(),
+    };
     cluster.stop();
-    Ok(out)
+    Ok((out, real))
+}
+
+/// Each drawn node's counters and price history from its status.
+fn real_nodes(cluster: &Cluster, nodes: &[NodeDraw]) -> Vec<RealNode> {
+    nodes
+        .iter()
+        .zip(&cluster.nodes)
+        .enumerate()
+        .map(|(index, (draw, node))| {
+            let st = node.status();
+            let compute = st.as_ref().and_then(|s| s.compute).unwrap_or_default();
+            RealNode {
+                index,
+                name: node.name.clone(),
+                id: node.id.clone(),
+                reserve: money(draw.reserve.micros()),
+                power: st.as_ref().map_or(0, |s| s.node.power),
+                tasks_done: compute.tasks_done,
+                tasks_failed: compute.tasks_failed,
+                tasks_refused: compute.tasks_refused,
+                member_refusals: st
+                    .as_ref()
+                    .map(|s| s.member_refusals.clone())
+                    .unwrap_or_default(),
+                earned: st
+                    .as_ref()
+                    .map_or(0.0, |s| money(s.balance.earned.micros())),
+                spent: st.as_ref().map_or(0.0, |s| money(s.balance.spent.micros())),
+                history: st.as_ref().map_or_else(Vec::new, |s| {
+                    s.market
+                        .history
+                        .iter()
+                        .map(|r| (r.at_ms, r.state.epoch, money(r.state.price.micros())))
+                        .collect()
+                }),
+                answered: st.is_some(),
+            }
+        })
+        .collect()
+}
+
+/// The totals of the receipts in the ledger of the node at `socket`.
+fn receipt_totals(socket: &Path) -> ReceiptTotals {
+    let ledger = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()
+        .and_then(|rt| {
+            rt.block_on(control::call(
+                socket,
+                &Request::Ledger {
+                    node: None,
+                    limit: Some(MAX_RECEIPTS),
+                },
+            ))
+            .ok()
+        })
+        .and_then(|replies| replies.into_iter().next())
+        .and_then(|v| serde_json::from_value::<LedgerReply>(v).ok());
+    let mut totals = ReceiptTotals::default();
+    for r in ledger.iter().flat_map(|l| &l.receipts) {
+        totals.count += 1;
+        totals.charge += money(r.charge.micros());
+        totals.mflop += r.power as f64 * r.seconds;
+    }
+    totals
+}
+
+/// Warns of each node that offers less power than drawn: a node offers at
+/// most what its self-benchmark measured (a debug build on a loaded
+/// machine measures little), and it charges and counts in supply at that.
+fn warn_below_draw(cluster: &Cluster, nodes: &[NodeDraw]) {
+    for (node, draw) in cluster.nodes.iter().zip(nodes) {
+        let offered = node.status().map_or(0, |s| s.node.power);
+        if offered < draw.power {
+            eprintln!(
+                "warning: {} offers {offered} MFLOPS, below its drawn {} (its self-benchmark)",
+                node.name, draw.power
+            );
+        }
+    }
 }
 
 /// Waits until every node's book lists every other node.
@@ -245,6 +435,9 @@ fn wait_all_see_each_other(cluster: &mut Cluster, timeout: Duration) -> anyhow::
         if ready {
             return Ok(());
         }
+        if let Some(why) = cluster.exited() {
+            bail!("{why} during start-up");
+        }
         if t.elapsed() > timeout {
             bail!(
                 "the nodes did not find each other within {} s; logs are in {}",
@@ -256,11 +449,18 @@ fn wait_all_see_each_other(cluster: &mut Cluster, timeout: Duration) -> anyhow::
     }
 }
 
-/// `lppsp submit` of one drawn job from the client at `control`.
-fn submit(exe: &Path, control: &Path, sc: &Scenario, job: &JobDraw) -> anyhow::Result<Child> {
+/// `lppsp submit` of one drawn job from the client at `control`, its
+/// tasks `samples_per_mflop` W2 samples per MFLOP of the drawn mean work.
+fn submit(
+    exe: &Path,
+    control: &Path,
+    sc: &Scenario,
+    job: &JobDraw,
+    samples_per_mflop: u64,
+) -> anyhow::Result<Child> {
     let tasks = job.works.len().max(1) as u64;
     let mean_mflop = job.works.iter().sum::<u64>() / tasks;
-    let samples = mean_mflop.saturating_mul(SAMPLES_PER_MFLOP).max(1);
+    let samples = mean_mflop.saturating_mul(samples_per_mflop).max(1);
     let budget = Bounty::from_micros(sc.jobs.budget.micros());
     let mut cmd = Command::new(exe);
     cmd.arg("submit")
