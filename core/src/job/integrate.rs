@@ -72,11 +72,7 @@ impl JobTracker {
         // node: those results would never arrive, so place them again now
         // rather than wait for their time-outs.
         for i in 0..self.tasks.len() as u64 {
-            if let Some(worker) = self.release(i) {
-                self.commands.push_back(JobCommand::Cancel {
-                    node: worker,
-                    task: i,
-                });
+            if self.cancel_placement(i).is_some() {
                 self.pending.insert(i);
             }
         }

@@ -215,6 +215,14 @@ impl JobTracker {
         Some(node)
     }
 
+    /// Releases a task's in-flight state and tells its node to stop it;
+    /// returns the node it was on.
+    fn cancel_placement(&mut self, task: u64) -> Option<NodeId> {
+        let node = self.release(task)?;
+        self.commands.push_back(JobCommand::Cancel { node, task });
+        Some(node)
+    }
+
     /// A placed task goes back to pending after a failure on `node`.
     fn retry(&mut self, task: u64, node: NodeId, cause: String) {
         if self.release(task).is_none() {
@@ -247,10 +255,7 @@ impl JobTracker {
             return;
         }
         for i in 0..self.tasks.len() as u64 {
-            if let Some(node) = self.release(i) {
-                self.commands
-                    .push_back(JobCommand::Cancel { node, task: i });
-            }
+            self.cancel_placement(i);
         }
         self.pending.clear();
         if let Some(node) = self.integrator {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 
-use super::{JobCommand, JobFailure, JobTracker, Task, TaskState};
+use super::{JobFailure, JobTracker, Task, TaskState};
 use crate::node_id::NodeId;
 
 impl JobTracker {
@@ -86,10 +86,7 @@ impl JobTracker {
                 self.inputs_accepted += 1;
                 // Replicas still out are not needed.
                 for &m in &members {
-                    if let Some(node) = self.release(m) {
-                        self.commands
-                            .push_back(JobCommand::Cancel { node, task: m });
-                    }
+                    self.cancel_placement(m);
                     if let Some(t) = self.tasks.get_mut(m as usize) {
                         if t.state == TaskState::Pending {
                             t.state = TaskState::Discarded;
@@ -171,11 +168,7 @@ impl JobTracker {
                 matches!(t.state, TaskState::InFlight { node: n, .. } if n == node);
             let done_here = t.state == TaskState::Done && t.ran_on == Some(node);
             if in_flight_here {
-                self.release(i as u64);
-                self.commands.push_back(JobCommand::Cancel {
-                    node,
-                    task: i as u64,
-                });
+                self.cancel_placement(i as u64);
             }
             if in_flight_here || (done_here && open_input) {
                 if done_here {
