@@ -84,6 +84,30 @@ struct Task {
     placements: Vec<PlacementTerms>,
 }
 
+impl Task {
+    /// A task not yet placed that runs input `input`, kept off the nodes
+    /// in `avoid`.
+    fn pending(input: u64, avoid: Vec<NodeId>) -> Self {
+        Task {
+            state: TaskState::Pending,
+            attempts: 0,
+            avoid,
+            result: None,
+            held_by: None,
+            input,
+            ran_on: None,
+            placements: Vec::new(),
+        }
+    }
+
+    /// Keeps the task off `node` from now on.
+    fn keep_off(&mut self, node: NodeId) {
+        if !self.avoid.contains(&node) {
+            self.avoid.push(node);
+        }
+    }
+}
+
 /// The job state machine; see the module doc.
 #[derive(Debug)]
 pub struct JobTracker {
@@ -128,16 +152,7 @@ impl JobTracker {
         let k = spec.verify.max(1) as usize;
         let n = inputs.saturating_mul(k);
         let tasks: Vec<Task> = (0..n)
-            .map(|i| Task {
-                state: TaskState::Pending,
-                attempts: 0,
-                avoid: Vec::new(),
-                result: None,
-                held_by: None,
-                input: (i / k) as u64,
-                ran_on: None,
-                placements: Vec::new(),
-            })
+            .map(|i| Task::pending((i / k) as u64, Vec::new()))
             .collect();
         let replicas = if k > 1 {
             (0..inputs)
@@ -233,9 +248,7 @@ impl JobTracker {
             return;
         };
         t.attempts += 1;
-        if !t.avoid.contains(&node) {
-            t.avoid.push(node);
-        }
+        t.keep_off(node);
         let attempts = t.attempts;
         if attempts >= self.spec.max_attempts {
             self.fail(JobFailure::TaskFailed {

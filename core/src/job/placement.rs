@@ -92,9 +92,7 @@ impl JobTracker {
         for p in plan.placements {
             if self.verifying() && !self.may_run_replica(p.task, p.node) {
                 if let Some(t) = self.tasks.get_mut(p.task as usize) {
-                    if !t.avoid.contains(&p.node) {
-                        t.avoid.push(p.node);
-                    }
+                    t.keep_off(p.node);
                 }
                 continue;
             }
@@ -182,9 +180,7 @@ impl JobTracker {
         *self.refusals.entry(reason).or_insert(0) += 1;
         self.tallies.entry(node).or_default().refused += 1;
         if let Some(t) = self.tasks.get_mut(task as usize) {
-            if !t.avoid.contains(&node) {
-                t.avoid.push(node);
-            }
+            t.keep_off(node);
             // It never ran there: no result from there counts.
             if let Some(i) = t.placements.iter().rposition(|p| p.node == node) {
                 t.placements.remove(i);

@@ -132,16 +132,7 @@ impl JobTracker {
                 .collect();
             avoid.extend(self.excluded.iter().copied());
             let index = self.tasks.len() as u64;
-            self.tasks.push(Task {
-                state: TaskState::Pending,
-                attempts: 0,
-                avoid,
-                result: None,
-                held_by: None,
-                input,
-                ran_on: None,
-                placements: Vec::new(),
-            });
+            self.tasks.push(Task::pending(input, avoid));
             if let Some(r) = self.replicas.get_mut(input as usize) {
                 r.push(index);
             }
