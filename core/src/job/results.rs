@@ -68,7 +68,6 @@ impl Ignored {
 }
 
 impl JobTracker {
-    /// A result arrived. Returns the charge when the result was counted.
     /// A result kept from an earlier run of this job (`submit --resume`):
     /// the task counts as done without running or being paid for again,
     /// and the job integrates at the client, which holds it. Taken only
