@@ -77,6 +77,29 @@ impl DropReason {
     }
 }
 
+/// The header names of a beacon, as written on the wire (read
+/// case-insensitively); [`BeaconHeaders`] and [`VerifiedBeacon`] are the
+/// only readers and writers.
+pub mod name {
+    pub const DATE: &str = "Date";
+    pub const NODE: &str = "Node";
+    pub const SEQ: &str = "Seq";
+    /// Hand: the sender's certificate, DER in base64.
+    pub const CERT: &str = "Cert";
+    pub const PROTOCOL: &str = "Protocol";
+    pub const SOFTWARE: &str = "Software";
+    /// Idle: tasks queued or running at the sender.
+    pub const QUEUE: &str = "Queue";
+    /// Hand: slots offered at the frame's price.
+    pub const SLOTS: &str = "Slots";
+    /// Hand: the sender's reserve price.
+    pub const RESERVE: &str = "Reserve";
+    /// Hand: the round behind the committed price.
+    pub const EPOCH: &str = "Epoch";
+    /// The signature, last.
+    pub const SIG: &str = "Sig";
+}
+
 /// What the sender of a beacon needs to put in it.
 #[derive(Debug, Clone)]
 pub struct BeaconHeaders<'a> {
@@ -112,30 +135,30 @@ pub fn build(
     sign: impl FnOnce(&[u8]) -> Vec<u8>,
 ) -> Vec<u8> {
     let mut frame = Frame::new(price, message)
-        .with_header("Date", httpdate::fmt_http_date(h.date))
-        .with_header("Node", h.node.to_string())
-        .with_header("Seq", h.seq.to_string());
+        .with_header(name::DATE, httpdate::fmt_http_date(h.date))
+        .with_header(name::NODE, h.node.to_string())
+        .with_header(name::SEQ, h.seq.to_string());
     if let Some(cert) = h.cert_der {
-        frame = frame.with_header("Cert", B64.encode(cert));
+        frame = frame.with_header(name::CERT, B64.encode(cert));
     }
     if let Some(p) = h.protocol {
-        frame = frame.with_header("Protocol", p);
+        frame = frame.with_header(name::PROTOCOL, p);
     }
     if let Some(s) = h.software {
-        frame = frame.with_header("Software", s);
+        frame = frame.with_header(name::SOFTWARE, s);
     }
     if let Some(q) = h.queue {
-        frame = frame.with_header("Queue", q.to_string());
+        frame = frame.with_header(name::QUEUE, q.to_string());
     }
     if let Some(n) = h.slots {
-        frame = frame.with_header("Slots", n.to_string());
+        frame = frame.with_header(name::SLOTS, n.to_string());
     }
     if let Some(r) = h.reserve.filter(|r| *r > Price::ZERO) {
-        frame = frame.with_header("Reserve", r.to_string());
+        frame = frame.with_header(name::RESERVE, r.to_string());
     }
     if let Some((epoch, proposer)) = h.epoch {
         let who = proposer.map_or_else(|| "-".to_string(), |p| p.to_string());
-        frame = frame.with_header("Epoch", format!("{epoch} {who}"));
+        frame = frame.with_header(name::EPOCH, format!("{epoch} {who}"));
     }
     wire::encode_signed(&frame, sign)
 }
@@ -204,7 +227,7 @@ pub fn parse(datagram: &[u8]) -> Result<ParsedBeacon<'_>, DropReason> {
         return Err(DropReason::Malformed);
     }
     let last = frame.headers.0.last().ok_or(DropReason::Unsigned)?;
-    if !last.name.eq_ignore_ascii_case("Sig") {
+    if !last.name.eq_ignore_ascii_case(name::SIG) {
         return Err(DropReason::Unsigned);
     }
     let sig = B64.decode(&last.value).map_err(|_| DropReason::Unsigned)?;
@@ -222,20 +245,20 @@ pub fn parse(datagram: &[u8]) -> Result<ParsedBeacon<'_>, DropReason> {
     }
     let node = frame
         .headers
-        .get("Node")
+        .get(name::NODE)
         .and_then(|v| v.parse().ok())
         .ok_or(DropReason::Unsigned)?;
     let seq = frame
         .headers
-        .get("Seq")
+        .get(name::SEQ)
         .and_then(|v| v.parse().ok())
         .ok_or(DropReason::Unsigned)?;
     let date = frame
         .headers
-        .get("Date")
+        .get(name::DATE)
         .and_then(|v| httpdate::parse_http_date(v).ok())
         .ok_or(DropReason::Unsigned)?;
-    let cert_der = match frame.headers.get("Cert") {
+    let cert_der = match frame.headers.get(name::CERT) {
         Some(v) => Some(B64.decode(v).map_err(|_| DropReason::Malformed)?),
         None => None,
     };
@@ -293,12 +316,12 @@ impl ParsedBeacon<'_> {
             node: self.node,
             seq: self.seq,
             price: self.frame.price,
-            protocol: h.get("Protocol").map(str::to_string),
-            software: h.get("Software").map(str::to_string),
-            queue: h.get("Queue").and_then(|q| q.parse().ok()),
-            slots: h.get("Slots").and_then(|q| q.parse().ok()),
-            reserve: h.get("Reserve").and_then(|r| r.parse().ok()),
-            epoch: h.get("Epoch").and_then(parse_epoch),
+            protocol: h.get(name::PROTOCOL).map(str::to_string),
+            software: h.get(name::SOFTWARE).map(str::to_string),
+            queue: h.get(name::QUEUE).and_then(|q| q.parse().ok()),
+            slots: h.get(name::SLOTS).and_then(|q| q.parse().ok()),
+            reserve: h.get(name::RESERVE).and_then(|r| r.parse().ok()),
+            epoch: h.get(name::EPOCH).and_then(parse_epoch),
             message: self.frame.message,
             cert_der: self.cert_der,
         })
