@@ -105,6 +105,9 @@ struct Side {
     jobs_failed: f64,
     tasks_done: f64,
     tasks_per_node: Vec<f64>,
+    /// Tasks each node refused (busy, below its reserve, ...): both sides
+    /// run the node's admission (`core::node::admission`).
+    refused_per_node: Vec<f64>,
     spend: f64,
     /// (time s, price) at the first sample of each committed price.
     prices: Vec<(f64, f64)>,
@@ -128,6 +131,7 @@ impl Side {
             jobs_failed: num(last, "jobs_failed"),
             tasks_done: num(last, "tasks_done"),
             tasks_per_node: earnings.iter().map(|r| num(r, "tasks_done")).collect(),
+            refused_per_node: earnings.iter().map(|r| num(r, "tasks_refused")).collect(),
             spend: earnings.iter().map(|r| num(r, "earned")).sum(),
             prices,
         }
@@ -283,9 +287,15 @@ fn simulator_and_real_nodes_agree_on_one_burst() {
         );
     }
 
-    // Refusals: the simulator's compute side refuses nothing; real nodes
-    // must not either here (grant far above the spend, tasks placed only
-    // where the Hand offers at the price, a known kernel, 16-byte inputs).
+    // Refusals: both sides run the node's admission, and here neither
+    // refuses a task (grant far above the spend, tasks placed only where
+    // the Hand offers at the price, a known kernel, 16-byte inputs, queues
+    // far below their bounds).
+    assert_eq!(
+        sim.refused_per_node, real.refused_per_node,
+        "tasks refused per node"
+    );
+    assert!(sim.refused_per_node.iter().all(|r| *r == 0.0));
     for n in extra["nodes"].as_array().unwrap() {
         assert_eq!(n["tasks_refused"], 0, "node {} refused tasks", n["name"]);
         for (reason, count) in n["member_refusals"].as_object().unwrap() {
