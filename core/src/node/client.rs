@@ -480,3 +480,140 @@ impl Client {
 pub fn succeeded(job: &ClientJob) -> bool {
     !matches!(job.tracker.outcome(), Some(JobOutcome::Failed(_)) | None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::component::scheduler::{Constraints, PeerView, Placement, Plan};
+    use crate::money::Bounty;
+    use crate::wire::{Arch, Endpoint, KernelName};
+
+    fn id(n: u8) -> NodeId {
+        NodeId::from_bytes([n; 8])
+    }
+
+    /// Places every pending task on the first peer with room.
+    struct FirstWithRoom;
+
+    impl Scheduler for FirstWithRoom {
+        fn name(&self) -> &str {
+            "first-with-room"
+        }
+        fn place(&mut self, request: &PlacementRequest<'_>) -> Plan {
+            let mut room: Vec<(NodeId, u32)> = request
+                .peers
+                .iter()
+                .filter(|p| p.compute)
+                .map(|p| (p.id, p.free_slots))
+                .collect();
+            let mut plan = Plan::default();
+            for task in request.pending {
+                if let Some((node, left)) = room.iter_mut().find(|(_, left)| *left > 0) {
+                    *left -= 1;
+                    plan.placements.push(Placement {
+                        task: task.task,
+                        node: *node,
+                        result_to: request.client,
+                        est_cost: Bounty::ZERO,
+                    });
+                }
+            }
+            plan
+        }
+    }
+
+    fn views() -> PeerViews {
+        let view = PeerView {
+            id: id(2),
+            addr: Endpoint("127.0.0.1:1".parse().expect("an address")),
+            power: 100,
+            arch: Arch::new("x86_64").expect("an arch"),
+            compute: true,
+            compatible: true,
+            free_slots: 0,
+            queue: 0,
+            avg_task_micros: None,
+        };
+        PeerViews::from_peers([(view, 1, Price::ZERO)])
+    }
+
+    fn job(tasks: u64) -> ClientJob {
+        let spec = JobSpec {
+            id: JobId(7),
+            client: id(1),
+            kernel: KernelName::new("w1").expect("a kernel name"),
+            inputs: (0..tasks)
+                .map(|t| Bytes::from(t.to_le_bytes().to_vec()))
+                .collect(),
+            budget: Bounty::from_micros(1_000_000_000),
+            constraints: Constraints::default(),
+            max_attempts: 3,
+            task_timeout_ms: 600_000,
+            est_task_micros: 1_000_000,
+            verify: 1,
+        };
+        ClientJob::new(spec, 0)
+    }
+
+    fn sent_tasks(client: &mut Client) -> Vec<u64> {
+        let mut tasks = Vec::new();
+        while let Some((_, frame)) = client.poll_transmit() {
+            if let Message::Task { task, .. } = frame.message {
+                tasks.push(task);
+            }
+        }
+        tasks
+    }
+
+    fn round(client: &mut Client, now: u64, views: &mut PeerViews) {
+        let promise = |_: &NodeId| Promise {
+            power: 100,
+            slots: 1,
+        };
+        client.place(now, Price::ZERO, views, &mut FirstWithRoom, promise);
+    }
+
+    #[test]
+    fn a_node_that_refuses_the_client_cannot_pay_is_left_alone_for_a_while() {
+        let mut client = Client::new(id(1), 4_000);
+        let mut views = views();
+        client.submit(job(3));
+        round(&mut client, 0, &mut views);
+        assert_eq!(
+            sent_tasks(&mut client),
+            [0],
+            "one task per slot at a 1 s estimate"
+        );
+        let refuse = Message::Refuse {
+            job: JobId(7),
+            task: 0,
+            reason: RefuseReason::CannotPay,
+        };
+        client.handle_frame(10, id(2), Frame::new(Price::ZERO, refuse), |_| 100);
+        // Rounds before the hold ends send nothing: no hot loop of
+        // placements that would only be refused again.
+        for now in [11, 1_000, 3_999] {
+            round(&mut client, now, &mut views);
+            assert!(sent_tasks(&mut client).is_empty(), "placed at {now} ms");
+        }
+        round(&mut client, 4_010, &mut views);
+        assert_eq!(sent_tasks(&mut client), [0], "placed again after the hold");
+    }
+
+    #[test]
+    fn a_busy_node_is_tried_again_at_once() {
+        let mut client = Client::new(id(1), 4_000);
+        let mut views = views();
+        client.submit(job(1));
+        round(&mut client, 0, &mut views);
+        assert_eq!(sent_tasks(&mut client), [0]);
+        let refuse = Message::Refuse {
+            job: JobId(7),
+            task: 0,
+            reason: RefuseReason::Busy,
+        };
+        client.handle_frame(10, id(2), Frame::new(Price::ZERO, refuse), |_| 100);
+        round(&mut client, 11, &mut views);
+        assert_eq!(sent_tasks(&mut client), [0]);
+    }
+}

@@ -98,6 +98,20 @@ impl PeerViews {
         }
     }
 
+    /// Views of the given peers, each with the slots it offers and its
+    /// reserve price (for a driver without a book, and for tests).
+    #[must_use]
+    pub fn from_peers(peers: impl IntoIterator<Item = (PeerView, u32, Price)>) -> Self {
+        let mut peers: Vec<_> = peers.into_iter().collect();
+        peers.sort_by_key(|(v, _, _)| v.id);
+        let mut views = Self::default();
+        for (view, slots, reserve) in peers {
+            views.views.push(view);
+            views.offers.push(Offer { slots, reserve });
+        }
+        views
+    }
+
     /// The views, sorted by id.
     #[must_use]
     pub fn views(&self) -> &[PeerView] {
