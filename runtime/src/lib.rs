@@ -15,6 +15,7 @@ pub mod integrator;
 pub mod join;
 pub mod journal;
 pub mod links;
+pub mod local_ports;
 pub mod market_state;
 pub mod node;
 pub mod power;

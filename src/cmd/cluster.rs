@@ -6,7 +6,7 @@
 //! (SIGTERM, so that they say Leave, then SIGKILL after 3 s) and removes
 //! the temp dir.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -113,34 +113,10 @@ pub struct Cluster {
 }
 
 /// A port on 127.0.0.1 free for TCP and UDP when checked, for a node to
-/// bind a moment later.
-///
-/// Taken below the kernel's ephemeral range (32768-60999 on Linux), from
-/// an offset that differs between processes, and handed out once per
-/// process. A port bound at 0 and released is soon handed out again by
-/// the kernel, to the next pick here or as the local port of some
-/// outgoing connection, and the node that was to listen on it then exits
-/// at start-up (seen in tests/sim_vs_real.rs under load).
+/// bind a moment later (`lppsp_runtime::local_ports`).
 fn free_port() -> anyhow::Result<u16> {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::OnceLock;
-    const LOW: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    static SEED: OnceLock<u32> = OnceLock::new();
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let seed = *SEED.get_or_init(|| std::process::id().wrapping_mul(7_919) % SPAN);
-    for _ in 0..SPAN {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let Ok(port) = u16::try_from(LOW + (seed + n) % SPAN) else {
-            continue;
-        };
-        let tcp = TcpListener::bind(("127.0.0.1", port));
-        let udp = UdpSocket::bind(("127.0.0.1", port));
-        if tcp.is_ok() && udp.is_ok() {
-            return Ok(port);
-        }
-    }
-    bail!("no free port on 127.0.0.1 in {LOW}..{}", LOW + SPAN)
+    use lppsp_runtime::local_ports::{free_port, LOW, SPAN};
+    free_port().with_context(|| format!("no free port on 127.0.0.1 in {LOW}..{}", LOW + SPAN))
 }
 
 /// One `Status` call to a control socket; `None` when the node does not

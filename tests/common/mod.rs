@@ -5,7 +5,7 @@
 pub mod rogue;
 pub mod rogue_beacon;
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -19,31 +19,9 @@ pub fn lppsp(args: &[&str]) -> Output {
 }
 
 /// A port on 127.0.0.1 free for both TCP and UDP when checked, for a node
-/// to bind a moment later.
-///
-/// Taken below the kernel's ephemeral range (32768-60999 on Linux) rather
-/// than by binding port 0: a port the kernel handed out once is soon handed
-/// out again as the local port of some outgoing connection, which then
-/// holds it when the node starts ("node not ready"). Ports are handed out
-/// once per test process, from an offset that differs between processes.
+/// to bind a moment later (`lppsp_runtime::local_ports`).
 pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::OnceLock;
-    const LOW: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    static SEED: OnceLock<u32> = OnceLock::new();
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let seed = *SEED.get_or_init(|| std::process::id().wrapping_mul(7_919) % SPAN);
-    for _ in 0..SPAN {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = u16::try_from(LOW + (seed + n) % SPAN).unwrap();
-        let tcp = TcpListener::bind(("127.0.0.1", port));
-        let udp = UdpSocket::bind(("127.0.0.1", port));
-        if tcp.is_ok() && udp.is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in {LOW}..{}", LOW + SPAN);
+    lppsp_runtime::local_ports::free_port().expect("a free port on 127.0.0.1")
 }
 
 /// The (name, role) list of a client named `client` and compute nodes
