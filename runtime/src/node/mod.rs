@@ -17,6 +17,7 @@ use lppsp_core::curves::SupplyCurve;
 use lppsp_core::market::{self, Market};
 use lppsp_core::money::Bounty;
 use lppsp_core::node::beacons::{BeaconSchedule, BeaconState};
+use lppsp_core::node::integrator::Integrator;
 use lppsp_core::node::sampling::MarketSampler;
 use lppsp_core::wire::headers::ResultHeaders;
 use lppsp_core::wire::{Arch, Endpoint, Hand, Message};
@@ -37,8 +38,6 @@ use crate::links::{self, NetEvent};
 use crate::refusals::MemberRefusals;
 use crate::sharing::Sharing;
 use crate::{beacon_socket, NodeError};
-
-use lppsp_core::node::integrator::Integrator;
 
 mod pricing;
 mod receipts;
@@ -483,18 +482,6 @@ impl Driver {
     /// Grant + earned - spent by the ledger, less charges not yet settled.
     fn remaining_bounty(&self) -> Bounty {
         self.accounts.remaining()
-    }
-
-    fn earned_total(&self) -> Bounty {
-        let Some(c) = &self.compute else {
-            return Bounty::ZERO;
-        };
-        let Ok(earned) = c.stats.earned.lock() else {
-            return Bounty::ZERO;
-        };
-        earned
-            .values()
-            .fold(Bounty::ZERO, |a, b| a.checked_add(*b).unwrap_or(a))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Answers to control-socket requests, and the node status they report.
 
 use lppsp_core::beacon;
+use lppsp_core::money::Bounty;
 use lppsp_core::PROTOCOL_VERSION;
 
 use crate::control::reply::{
@@ -156,5 +157,18 @@ impl Driver {
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
         }
+    }
+
+    /// Bounty earned by this node's compute service, for status.
+    fn earned_total(&self) -> Bounty {
+        let Some(c) = &self.compute else {
+            return Bounty::ZERO;
+        };
+        let Ok(earned) = c.stats.earned.lock() else {
+            return Bounty::ZERO;
+        };
+        earned
+            .values()
+            .fold(Bounty::ZERO, |a, b| a.checked_add(*b).unwrap_or(a))
     }
 }
